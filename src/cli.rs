@@ -1,0 +1,139 @@
+//! Command-line interface: flags (each also readable from a `VTMIRROR_*` variable) and their
+//! validation into options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::batch::CommitPolicy;
+use crate::checkpoint;
+use crate::store::Durability;
+use crate::sync::{StartFrom, SyncOptions};
+use crate::vstream::{parse_tablet_type, rules, StreamSpec};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vtmirror",
+    version,
+    about = "Keep a local SQLite copy of a Vitess keyspace, exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VTMIRROR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mirror a keyspace into a SQLite file: VStream Copy on a fresh mirror, then replication,
+    /// resuming from the stored checkpoint after any stop.
+    #[command(
+        after_help = "Examples:\n  vtmirror sync --vtgate 127.0.0.1:15991 --keyspace commerce --db commerce.db\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace things --db t.db --tables things,things_name_lookup --exit-when-caught-up\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'"
+    )]
+    Sync(SyncArgs),
+    /// Run the simulated 2-shard keyspace with live writes and sync it into a local file.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// vtgate gRPC address, HOST:PORT.
+    #[arg(long, env = "VTMIRROR_VTGATE")]
+    pub vtgate: String,
+    /// Keyspace to mirror.
+    #[arg(long, env = "VTMIRROR_KEYSPACE")]
+    pub keyspace: String,
+    /// Mirror file (created if missing; the path is taken literally).
+    #[arg(long, env = "VTMIRROR_DB")]
+    pub db: PathBuf,
+    /// Tables to mirror, comma-separated (default: every table of the keyspace).
+    #[arg(long, value_delimiter = ',', env = "VTMIRROR_TABLES")]
+    pub tables: Vec<String>,
+    /// A Vitess filter rule MATCH[=FILTER], e.g. '/.*' or 't=select id, name from t'; repeatable.
+    #[arg(long = "rule", env = "VTMIRROR_RULE", value_delimiter = ';')]
+    pub rules: Vec<String>,
+    /// Tablet type to stream from: primary, replica or rdonly.
+    #[arg(long, default_value = "replica", env = "VTMIRROR_TABLET_TYPE")]
+    pub tablet_type: String,
+    /// Where a fresh mirror starts: copy, current, or a position as JSON
+    /// ('[{"shard":"-80","gtid":"MySQL56/..."}]'). Ignored once the mirror has a checkpoint.
+    #[arg(long, default_value = "copy", env = "VTMIRROR_START")]
+    pub start: String,
+    /// Finish the copy, catch up, then exit 0.
+    #[arg(long, env = "VTMIRROR_EXIT_WHEN_CAUGHT_UP")]
+    pub exit_when_caught_up: bool,
+    /// Seconds without data after which the stream counts as caught up (with --exit-when-caught-up).
+    #[arg(long, default_value_t = 2.0, env = "VTMIRROR_CAUGHT_UP_IDLE")]
+    pub caught_up_idle: f64,
+    /// Ask vtgate for a heartbeat after this many idle seconds (0 = off); a silent stream is
+    /// reconnected after 3 × this + 5 s.
+    #[arg(long, default_value_t = 10, env = "VTMIRROR_HEARTBEAT")]
+    pub heartbeat: u32,
+    /// Principal sent as the VStream's effective caller id.
+    #[arg(long, env = "VTMIRROR_CALLER_ID")]
+    pub caller_id: Option<String>,
+    /// Commit durability: normal (crash-safe) or full (also power-loss-safe).
+    #[arg(long, value_enum, default_value_t = Durability::Normal, env = "VTMIRROR_DURABILITY")]
+    pub durability: Durability,
+    /// Row changes per SQLite commit at most (transactions are never split).
+    #[arg(long, default_value_t = 20_000, env = "VTMIRROR_MAX_BATCH_ROWS")]
+    pub max_batch_rows: usize,
+    /// Milliseconds an uncommitted batch may wait at most.
+    #[arg(long, default_value_t = 250, env = "VTMIRROR_MAX_BATCH_DELAY_MS")]
+    pub max_batch_delay_ms: u64,
+    /// Longest wait between reconnect attempts, in seconds.
+    #[arg(long, default_value_t = 30.0, env = "VTMIRROR_MAX_BACKOFF")]
+    pub max_backoff: f64,
+}
+
+impl SyncArgs {
+    pub fn options(&self) -> Result<SyncOptions> {
+        if self.keyspace.is_empty() {
+            anyhow::bail!("--keyspace must name a keyspace");
+        }
+        let start = match self.start.as_str() {
+            "copy" => StartFrom::Copy,
+            "current" => StartFrom::Current,
+            json => StartFrom::Position(checkpoint::from_json(json, &self.keyspace)?),
+        };
+        let positive = |secs: f64| secs.is_finite() && secs > 0.0;
+        if !positive(self.caught_up_idle) || !positive(self.max_backoff) {
+            anyhow::bail!("--caught-up-idle and --max-backoff must be positive numbers of seconds");
+        }
+        Ok(SyncOptions {
+            spec: StreamSpec {
+                vtgate: self.vtgate.clone(),
+                keyspace: self.keyspace.clone(),
+                rules: rules(&self.tables, &self.rules),
+                tablet_type: parse_tablet_type(&self.tablet_type)?,
+                heartbeat_secs: self.heartbeat,
+                caller_id: self.caller_id.clone(),
+                tables_to_copy: Vec::new(),
+            },
+            db: self.db.clone(),
+            start,
+            exit_when_caught_up: self.exit_when_caught_up,
+            caught_up_idle: Duration::from_secs_f64(self.caught_up_idle),
+            durability: self.durability,
+            policy: CommitPolicy {
+                max_rows: self.max_batch_rows.max(1),
+                max_delay: Duration::from_millis(self.max_batch_delay_ms),
+            },
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs_f64(self.max_backoff),
+            queue_depth: 16,
+        })
+    }
+}

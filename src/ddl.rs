@@ -1,0 +1,151 @@
+//! Keeps each mirrored SQLite table's layout equal to the merged source schema:
+//! create, add columns, or rebuild (copying the columns both layouts share).
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+use crate::schema::{quote, Layout};
+use crate::value::Storage;
+
+fn storage_from_declared(declared: &str) -> Storage {
+    match declared.to_ascii_uppercase().as_str() {
+        "INTEGER" => Storage::Integer,
+        "ANY" => Storage::IntegerOrText,
+        "REAL" => Storage::Real,
+        "TEXT" => Storage::Text,
+        _ => Storage::Blob,
+    }
+}
+
+/// The layout SQLite has for `table`, or None if the table does not exist.
+pub fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
+    let mut stmt = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let rows = stmt.query_map([table], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, declared, pk_pos) = row?;
+        if pk_pos > 0 {
+            pk.push((pk_pos, name.clone()));
+        }
+        columns.push((name, storage_from_declared(&declared)));
+    }
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    pk.sort();
+    Ok(Some(Layout {
+        columns,
+        pk: pk.into_iter().map(|(_, n)| n).collect(),
+    }))
+}
+
+/// Makes `table` match `wanted`. Returns true if anything changed (statements must be
+/// re-prepared).
+pub fn ensure_layout(conn: &Connection, table: &str, wanted: &Layout) -> Result<bool> {
+    let current = current_layout(conn, table)?;
+    match current {
+        None => {
+            conn.execute_batch(&wanted.create_sql(table))
+                .with_context(|| format!("creating table {table}"))?;
+        }
+        Some(current) if &current == wanted => return Ok(false),
+        Some(current) => match wanted.added_columns(&current) {
+            Some(added) => add_columns(conn, table, &added)?,
+            None => rebuild(conn, table, &current, wanted)?,
+        },
+    }
+    Ok(true)
+}
+
+fn add_columns(conn: &Connection, table: &str, added: &[(String, Storage)]) -> Result<()> {
+    for (name, storage) in added {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            quote(table),
+            quote(name),
+            storage.declared_type()
+        ))
+        .with_context(|| format!("adding a column to table {table}"))?;
+    }
+    Ok(())
+}
+
+/// Recreates the table with the new layout, keeping the values of shared columns.
+fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) -> Result<()> {
+    let staging = format!("_vtmirror_rebuild_{table}");
+    let shared: Vec<String> = wanted
+        .columns
+        .iter()
+        .filter(|(n, _)| current.columns.iter().any(|(c, _)| c == n))
+        .map(|(n, _)| quote(n))
+        .collect();
+    let sql = format!(
+        "DROP TABLE IF EXISTS {staging_q};
+         {create};
+         INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table_q};
+         DROP TABLE {table_q};
+         ALTER TABLE {staging_q} RENAME TO {table_q};",
+        staging_q = quote(&staging),
+        create = wanted.create_sql(&staging),
+        cols = shared.join(", "),
+        table_q = quote(table),
+    );
+    conn.execute_batch(&sql)
+        .with_context(|| format!("rebuilding table {table} for a changed source schema"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(cols: &[(&str, Storage)], pk: &[&str]) -> Layout {
+        Layout {
+            columns: cols.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+            pk: pk.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_changed_column_type_rebuilds_and_keeps_shared_values() {
+        let conn = Connection::open_in_memory().unwrap();
+        let v1 = layout(
+            &[
+                ("id", Storage::Integer),
+                ("x", Storage::Integer),
+                ("gone", Storage::Text),
+            ],
+            &["id"],
+        );
+        assert!(ensure_layout(&conn, "t", &v1).unwrap());
+        conn.execute("INSERT INTO t VALUES (1, 5, 'a')", [])
+            .unwrap();
+        let v2 = layout(&[("id", Storage::Integer), ("x", Storage::Text)], &["id"]);
+        assert!(ensure_layout(&conn, "t", &v2).unwrap());
+        assert_eq!(current_layout(&conn, "t").unwrap().unwrap(), v2);
+        let x: String = conn
+            .query_row("SELECT x FROM t WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, "5");
+        assert!(!ensure_layout(&conn, "t", &v2).unwrap());
+    }
+
+    #[test]
+    fn an_added_column_is_added_in_place() {
+        let conn = Connection::open_in_memory().unwrap();
+        let v1 = layout(&[("id", Storage::Integer)], &["id"]);
+        ensure_layout(&conn, "odd \"name\"", &v1).unwrap();
+        let v2 = layout(
+            &[("id", Storage::Integer), ("select", Storage::Real)],
+            &["id"],
+        );
+        ensure_layout(&conn, "odd \"name\"", &v2).unwrap();
+        assert_eq!(current_layout(&conn, "odd \"name\"").unwrap().unwrap(), v2);
+    }
+}

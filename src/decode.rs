@@ -1,0 +1,307 @@
+//! VEvents → steps for the writer: schema changes, row changes, transaction ends.
+//!
+//! Pure and total: every wire fact is validated (event order, value counts, lengths) and a
+//! violation is an error naming the table, never a panic. Values are converted to SQLite
+//! values here, on the async side, so the writer thread only binds and executes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use rusqlite::types::Value;
+
+use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
+use crate::proto::query::Row;
+use crate::schema::{bare_table_name, TableSchema};
+use crate::value::to_sql;
+
+/// A table schema as one shard streams it.
+#[derive(Debug, PartialEq)]
+pub struct ShardSchema {
+    pub keyspace: String,
+    pub shard: String,
+    pub schema: TableSchema,
+}
+
+/// One row change, keyed by primary key (so every apply is idempotent).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Full after image, in the shard schema's column order.
+    Upsert(Vec<Value>),
+    /// Primary key values, in key order.
+    Delete(Vec<Value>),
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    Commit,
+    Ddl,
+    Other,
+}
+
+/// What the writer is asked to do, in stream order.
+#[derive(Debug)]
+pub enum Step {
+    Schema(Arc<ShardSchema>),
+    Rows {
+        schema: Arc<ShardSchema>,
+        changes: Vec<Change>,
+        /// Copy-phase rows (timestamp 0), counted for progress.
+        copied: bool,
+    },
+    /// The source transaction is complete; `checkpoint` covers it.
+    TxEnd {
+        checkpoint: Option<VGtid>,
+        kind: EndKind,
+        /// Binlog time of the transaction in seconds (0 during copy).
+        event_time: i64,
+    },
+    ShardCopyCompleted {
+        shard: String,
+    },
+    CopyCompleted,
+    Heartbeat {
+        event_time: i64,
+    },
+}
+
+/// Decoder state for one stream (a reconnect starts a new one: FIELDs are re-sent).
+#[derive(Default)]
+pub struct Decoder {
+    keyspace: String,
+    schemas: HashMap<(String, String), Arc<ShardSchema>>,
+    in_transaction: bool,
+    pending: Option<VGtid>,
+    last_event_time: i64,
+}
+
+impl Decoder {
+    pub fn new(keyspace: &str) -> Self {
+        Decoder {
+            keyspace: keyspace.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// True while a source transaction is open (its rows must not be committed yet).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    pub fn decode(&mut self, event: VEvent, out: &mut Vec<Step>) -> Result<()> {
+        if event.timestamp > 0 {
+            self.last_event_time = event.timestamp;
+        }
+        let Ok(kind) = VEventType::try_from(event.r#type) else {
+            // Enums are open: newer servers add event types we can safely skip.
+            tracing::warn!(event_type = event.r#type, "skipping unknown VEvent type");
+            return Ok(());
+        };
+        match kind {
+            VEventType::Begin => self.in_transaction = true,
+            VEventType::Vgtid => {
+                self.pending = Some(event.vgtid.context("VGTID event carries no VGtid")?);
+            }
+            VEventType::Field => {
+                let fe = event
+                    .field_event
+                    .context("FIELD event carries no field_event")?;
+                if let Some(schema) = self.field(&event.shard, fe)? {
+                    out.push(Step::Schema(schema));
+                }
+            }
+            VEventType::Row => {
+                let re = event.row_event.context("ROW event carries no row_event")?;
+                if !self.in_transaction {
+                    bail!(
+                        "ROW event for table {} outside a transaction",
+                        re.table_name
+                    );
+                }
+                if let Some(step) = self.rows(&event.shard, re, event.timestamp == 0)? {
+                    out.push(step);
+                }
+            }
+            VEventType::Commit | VEventType::Rollback => {
+                if !self.in_transaction {
+                    bail!("COMMIT without BEGIN");
+                }
+                self.end(EndKind::Commit, out);
+            }
+            VEventType::Ddl => self.end(EndKind::Ddl, out),
+            VEventType::Other => self.end(EndKind::Other, out),
+            VEventType::CopyCompleted => self.copy_completed(&event, out)?,
+            VEventType::Heartbeat => out.push(Step::Heartbeat {
+                event_time: event.timestamp,
+            }),
+            VEventType::Insert
+            | VEventType::Replace
+            | VEventType::Update
+            | VEventType::Delete
+            | VEventType::Set => {
+                bail!("statement-based DML events are not supported (the source must use row-based binlogs)")
+            }
+            // Position-only or informational events; vtgate switches shards on JOURNAL itself.
+            VEventType::Unknown
+            | VEventType::Gtid
+            | VEventType::Journal
+            | VEventType::Version
+            | VEventType::Lastpk
+            | VEventType::Savepoint
+            | VEventType::PreviousGtids
+            | VEventType::RowsQuery => {}
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, kind: EndKind, out: &mut Vec<Step>) {
+        self.in_transaction = false;
+        out.push(Step::TxEnd {
+            checkpoint: self.pending.take(),
+            kind,
+            event_time: self.last_event_time,
+        });
+    }
+
+    fn copy_completed(&mut self, event: &VEvent, out: &mut Vec<Step>) -> Result<()> {
+        if self.in_transaction {
+            bail!("COPY_COMPLETED inside an open transaction");
+        }
+        if event.keyspace.is_empty() && event.shard.is_empty() {
+            out.push(Step::CopyCompleted);
+        } else {
+            out.push(Step::ShardCopyCompleted {
+                shard: event.shard.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, event_shard: &str, fe: FieldEvent) -> Result<Option<Arc<ShardSchema>>> {
+        if fe.is_internal_table {
+            return Ok(None);
+        }
+        let shard = if fe.shard.is_empty() {
+            event_shard
+        } else {
+            &fe.shard
+        };
+        let table = bare_table_name(&fe.table_name, &self.keyspace).to_string();
+        let schema = TableSchema::from_fields(&table, &fe.fields, fe.enum_set_string_values)
+            .with_context(|| format!("reading FIELD event of table {table}"))?;
+        let schema = Arc::new(ShardSchema {
+            keyspace: self.keyspace.clone(),
+            shard: shard.to_string(),
+            schema,
+        });
+        self.schemas
+            .insert((shard.to_string(), table), Arc::clone(&schema));
+        Ok(Some(schema))
+    }
+
+    fn rows(&mut self, event_shard: &str, re: RowEvent, copied: bool) -> Result<Option<Step>> {
+        if re.is_internal_table {
+            return Ok(None);
+        }
+        let shard = if re.shard.is_empty() {
+            event_shard
+        } else {
+            &re.shard
+        };
+        let table = bare_table_name(&re.table_name, &self.keyspace);
+        let schema = self
+            .schemas
+            .get(&(shard.to_string(), table.to_string()))
+            .with_context(|| {
+                format!(
+                    "ROW event for table {table} on shard {shard} arrived before its FIELD event"
+                )
+            })?
+            .clone();
+        let mut changes = Vec::with_capacity(re.row_changes.len());
+        for change in re.row_changes {
+            decode_change(&schema.schema, change, &mut changes)
+                .with_context(|| format!("decoding a row change of table {table}"))?;
+        }
+        Ok(Some(Step::Rows {
+            schema,
+            changes,
+            copied,
+        }))
+    }
+}
+
+fn decode_change(schema: &TableSchema, change: RowChange, out: &mut Vec<Change>) -> Result<()> {
+    if change.data_columns.is_some() || change.json_partial_values.is_some() {
+        bail!("partial row image: set binlog_row_image=FULL and leave binlog_row_value_options empty on the source");
+    }
+    let before = change.before.map(|r| row_values(schema, &r)).transpose()?;
+    let after = change.after.map(|r| row_values(schema, &r)).transpose()?;
+    match (before, after) {
+        (None, Some(after)) => out.push(Change::Upsert(after)),
+        (Some(before), None) => out.push(Change::Delete(pk_of(schema, before))),
+        (Some(before), Some(after)) => {
+            let old_pk = pk_of(schema, before);
+            if old_pk != pk_of_ref(schema, &after) {
+                out.push(Change::Delete(old_pk));
+            }
+            out.push(Change::Upsert(after));
+        }
+        (None, None) => bail!("row change has neither before nor after image"),
+    }
+    Ok(())
+}
+
+fn pk_of(schema: &TableSchema, mut row: Vec<Value>) -> Vec<Value> {
+    schema
+        .pk
+        .iter()
+        .map(|&i| std::mem::replace(&mut row[i], Value::Null))
+        .collect()
+}
+
+fn pk_of_ref(schema: &TableSchema, row: &[Value]) -> Vec<Value> {
+    schema.pk.iter().map(|&i| row[i].clone()).collect()
+}
+
+/// Walks `Row.lengths` over `Row.values`, checking every length against the buffer.
+pub fn row_values(schema: &TableSchema, row: &Row) -> Result<Vec<Value>> {
+    if row.lengths.len() != schema.columns.len() {
+        bail!(
+            "row has {} values but the FIELD event declared {} columns",
+            row.lengths.len(),
+            schema.columns.len()
+        );
+    }
+    let mut offset = 0usize;
+    let mut values = Vec::with_capacity(row.lengths.len());
+    for (column, &len) in schema.columns.iter().zip(&row.lengths) {
+        let raw = match len {
+            -1 => None,
+            len if len < -1 => bail!("column {} has invalid length {len}", column.name),
+            len => {
+                let end = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| offset.checked_add(l))
+                    .filter(|&end| end <= row.values.len())
+                    .with_context(|| format!("column {} overruns the row buffer", column.name))?;
+                let slice = &row.values[offset..end];
+                offset = end;
+                Some(slice)
+            }
+        };
+        values.push(to_sql(&column.ctype, raw).with_context(|| format!("column {}", column.name))?);
+    }
+    if offset != row.values.len() {
+        bail!(
+            "row buffer has {} bytes not covered by lengths",
+            row.values.len() - offset
+        );
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

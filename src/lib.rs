@@ -1,0 +1,61 @@
+//! vtmirror keeps a local SQLite copy of a Vitess keyspace through vtgate's VStream API,
+//! exactly once across crashes and restarts.
+//!
+//! # Data flow
+//! ```text
+//! vtgate ─VStream (tonic)─▶ vstream ─VEvents─▶ decode ─Steps─▶ bounded channel ─▶ apply (writer thread)
+//!                                                                   BEGIN IMMEDIATE; DDL; upserts/deletes;
+//!                                                                   checkpoint; COMMIT (batch decides when)
+//! ```
+//!
+//! # Modules
+//! | module | job |
+//! |---|---|
+//! | `cli` | command-line flags (each also from a `VTMIRROR_*` variable) |
+//! | `sync` | orchestration: checkpoint → stream → decode → writer; retry and shutdown |
+//! | `vstream` | connect to vtgate and build the VStream request |
+//! | `decode` | VEvents → steps; validates every wire fact, never panics |
+//! | `value` | Vitess type + bytes → SQLite value |
+//! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |
+//! | `ddl` | create / alter / rebuild mirrored tables |
+//! | `checkpoint` | the stored VGtid and the safe resume position |
+//! | `resume` | the start position of a sync, from the mirror's metadata |
+//! | `batch` | group commit policy |
+//! | `apply` | the writer thread: steps → SQLite transactions |
+//! | `store` | the mirror file: pragmas, migrations, lock, identity |
+//! | `metadata` | reads and writes of the `_vtmirror_*` tables |
+//! | `error` | transient vs definite errors; backoff |
+//! | `progress` | live counters for progress reporting |
+//! | `demo` | `vtmirror demo`: the simulated vtgate synced into `demo.db` |
+//! | `sim` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
+//!
+//! # Invariants
+//! 1. Rows and checkpoint commit in one SQLite transaction: the file is always a consistent
+//!    prefix of the stream (`apply::Writer::commit`).
+//! 2. Every apply is idempotent by primary key: upsert, delete-if-exists, a key change is a
+//!    delete of the old key plus an upsert (`decode::decode_change`).
+//! 3. The checkpoint is the VGtid stored whole and opaque, `table_p_ks` included; resuming an
+//!    unfinished copy never skips a table (`checkpoint::resume_position`).
+//! 4. A source transaction is never split across two SQLite commits: commits happen only at
+//!    transaction ends (`apply::Writer::apply`, `batch`).
+//! 5. Only the writer thread touches the mirror while a sync streams; a second sync on the
+//!    same file refuses to start (`store::Mirror::open`).
+
+pub mod apply;
+pub mod batch;
+pub mod checkpoint;
+pub mod cli;
+pub mod ddl;
+pub mod decode;
+pub mod demo;
+pub mod error;
+pub mod metadata;
+pub mod progress;
+pub mod proto;
+pub mod resume;
+pub mod schema;
+pub mod sim;
+pub mod store;
+pub mod sync;
+pub mod value;
+pub mod vstream;

@@ -1,0 +1,178 @@
+//! VStream filter rules: which tables a stream carries (first matching rule wins).
+//!
+//! `match` is a table name or `/regex` (a leading and trailing `/` are trimmed, as vttablet
+//! does). Regexes are matched like Go's `regexp.MatchString` (unanchored search) with a small
+//! engine supporting literals, `.`, `*`, `^` and `$`; anything else is UNIMPLEMENTED here.
+//! A rule's `filter` may be empty or `select * from <table>`; other filters are UNIMPLEMENTED.
+
+use tonic::Status;
+
+use crate::proto::binlogdata::Filter;
+
+/// A validated table filter.
+#[derive(Debug, Clone)]
+pub struct TableFilter {
+    rules: Vec<Matcher>,
+}
+
+#[derive(Debug, Clone)]
+enum Matcher {
+    Name(String),
+    Regex(Vec<char>),
+}
+
+impl TableFilter {
+    /// Validates the request's filter (`None` = one rule `/.*`, like vtgate).
+    pub fn new(filter: Option<&Filter>) -> Result<Self, Status> {
+        let Some(filter) = filter else {
+            return Ok(Self {
+                rules: vec![Matcher::Regex(".*".chars().collect())],
+            });
+        };
+        let mut rules = Vec::with_capacity(filter.rules.len());
+        for rule in &filter.rules {
+            let matcher = match rule.r#match.strip_prefix('/') {
+                Some(re) => Matcher::Regex(validate_regex(re.trim_end_matches('/'))?),
+                None => Matcher::Name(rule.r#match.clone()),
+            };
+            check_rule_filter(&matcher, &rule.r#match, &rule.filter)?;
+            rules.push(matcher);
+        }
+        Ok(Self { rules })
+    }
+
+    /// Whether `table` is streamed.
+    pub fn matches(&self, table: &str) -> bool {
+        table != "dual"
+            && self.rules.iter().any(|r| match r {
+                Matcher::Name(n) => n == table,
+                Matcher::Regex(re) => search(re, &table.chars().collect::<Vec<_>>()),
+            })
+    }
+
+    /// Plain table names named by rules (vttablet checks they exist when copying).
+    pub fn named_tables(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().filter_map(|r| match r {
+            Matcher::Name(n) => Some(n.as_str()),
+            Matcher::Regex(_) => None,
+        })
+    }
+}
+
+fn check_rule_filter(m: &Matcher, matched: &str, filter: &str) -> Result<(), Status> {
+    let f = filter.trim();
+    if f.is_empty() {
+        return Ok(());
+    }
+    let words: Vec<String> = f
+        .split_whitespace()
+        .map(|w| w.to_ascii_lowercase())
+        .collect();
+    let table_ok = match m {
+        Matcher::Name(n) => {
+            words.get(3).map(|t| t.trim_matches('`')) == Some(n.to_ascii_lowercase().as_str())
+        }
+        Matcher::Regex(_) => false,
+    };
+    if words.len() == 4 && words[0] == "select" && words[1] == "*" && words[2] == "from" && table_ok
+    {
+        return Ok(());
+    }
+    Err(Status::unimplemented(format!(
+        "simulated vtgate supports only empty or 'select * from <table>' rule filters; got {filter:?} for match {matched:?}"
+    )))
+}
+
+fn validate_regex(re: &str) -> Result<Vec<char>, Status> {
+    let chars: Vec<char> = re.chars().collect();
+    for (i, c) in chars.iter().enumerate() {
+        let ok = match c {
+            '^' => i == 0,
+            '$' => i + 1 == chars.len(),
+            '*' => i > 0 && chars[i - 1] != '*' && chars[i - 1] != '^',
+            '+' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '\\' => false,
+            _ => true,
+        };
+        if !ok {
+            return Err(Status::unimplemented(format!(
+                "simulated vtgate supports only literal, '.', '*', '^' and '$' in filter regexes; got /{re}"
+            )));
+        }
+    }
+    Ok(chars)
+}
+
+/// Unanchored search (Kernighan & Pike's matcher).
+fn search(re: &[char], text: &[char]) -> bool {
+    if let Some(rest) = re.strip_prefix(&['^']) {
+        return match_here(rest, text);
+    }
+    (0..=text.len()).any(|i| match_here(re, &text[i..]))
+}
+
+fn match_here(re: &[char], text: &[char]) -> bool {
+    match re {
+        [] => true,
+        ['$'] => text.is_empty(),
+        [c, '*', rest @ ..] => match_star(*c, rest, text),
+        [c, rest @ ..] => match text.split_first() {
+            Some((t, tail)) if *c == '.' || c == t => match_here(rest, tail),
+            _ => false,
+        },
+    }
+}
+
+fn match_star(c: char, re: &[char], text: &[char]) -> bool {
+    let mut i = 0;
+    loop {
+        if match_here(re, &text[i..]) {
+            return true;
+        }
+        if i < text.len() && (c == '.' || text[i] == c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::binlogdata::Rule;
+
+    fn filter(rules: &[(&str, &str)]) -> Result<TableFilter, Status> {
+        let rules = rules
+            .iter()
+            .map(|(m, f)| Rule {
+                r#match: m.to_string(),
+                filter: f.to_string(),
+            })
+            .collect();
+        TableFilter::new(Some(&Filter {
+            rules,
+            ..Filter::default()
+        }))
+    }
+
+    #[test]
+    fn regex_and_names() {
+        assert!(filter(&[("/.*", "")]).unwrap().matches("customer"));
+        assert!(filter(&[("/.*/", "")]).unwrap().matches("customer"));
+        assert!(!filter(&[("/.*", "")]).unwrap().matches("dual"));
+        let f = filter(&[("/^c.*r$", "")]).unwrap();
+        assert!(f.matches("customer") && f.matches("corder") && !f.matches("accounts"));
+        assert!(filter(&[("/ord", "")]).unwrap().matches("corder"));
+        let f = filter(&[("corder", "select * from corder")]).unwrap();
+        assert!(f.matches("corder") && !f.matches("customer"));
+        assert!(TableFilter::new(None).unwrap().matches("accounts"));
+    }
+
+    #[test]
+    fn unsupported_filters_are_unimplemented() {
+        let e = filter(&[("corder", "select id from corder")]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+        let e = filter(&[("/(a|b)", "")]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unimplemented);
+    }
+}

@@ -1,0 +1,263 @@
+//! Validation of a VStreamRequest the way vtgate (`resolveParams`) and vttablet
+//! (`uvstreamer.init`/`buildTablePlan`/`setStreamStartPosition`) do it, producing the start
+//! state of every shard stream.
+
+use tonic::Status;
+
+use super::events::lastpk_value;
+use super::filter::TableFilter;
+use super::gtid::{parse_position, PositionError};
+use super::model::{Model, Shard};
+use crate::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
+use crate::proto::vtgate::{VStreamFlags, VStreamRequest};
+
+/// How one shard stream starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartMode {
+    /// gtid "current": send VGTID+OTHER, then replicate.
+    Current,
+    /// Replicate the binlog after this GTID number.
+    Replicate(u64),
+    /// Copy phase (after a catch-up from `pos` when set), then replicate.
+    Copy {
+        /// Start position (None for gtid "").
+        pos: Option<u64>,
+        /// Tables to copy, sorted by name, with their lastpk (None = from scratch).
+        plan: Vec<(String, Option<i64>)>,
+    },
+}
+
+/// One resolved shard of the stream.
+#[derive(Debug, Clone)]
+pub struct ShardStart {
+    /// Index of the shard in the model.
+    pub model_index: usize,
+    /// Start mode.
+    pub mode: StartMode,
+}
+
+/// The resolved request.
+#[derive(Debug, Clone)]
+pub struct StreamSetup {
+    /// The stream's VGtid as vtgate holds it (every shard, as requested).
+    pub vgtid: VGtid,
+    /// One entry per element of `vgtid.shard_gtids`.
+    pub shards: Vec<ShardStart>,
+    /// Table filter.
+    pub filter: TableFilter,
+    /// Flags (defaults when absent).
+    pub flags: VStreamFlags,
+}
+
+fn resolve_err(msg: String) -> Status {
+    Status::invalid_argument(format!("failed to resolve vstream parameters: {msg}"))
+}
+
+/// Resolves and validates `req` against the model.
+pub fn resolve(req: &VStreamRequest, model: &Model) -> Result<StreamSetup, Status> {
+    let filter = TableFilter::new(req.filter.as_ref())?;
+    let flags = req.flags.clone().unwrap_or_default();
+    let vgtid = expand_vgtid(req.vgtid.as_ref(), model)?;
+    let mut shards = Vec::with_capacity(vgtid.shard_gtids.len());
+    for sgtid in &vgtid.shard_gtids {
+        shards.push(resolve_shard(sgtid, model, &filter, &flags)?);
+    }
+    Ok(StreamSetup {
+        vgtid,
+        shards,
+        filter,
+        flags,
+    })
+}
+
+/// vtgate's `resolveParams`: keyspace wildcards and `shard: ""` expansion.
+fn expand_vgtid(vgtid: Option<&VGtid>, model: &Model) -> Result<VGtid, Status> {
+    let ks = &model.spec.keyspace;
+    let input = vgtid.map(|v| v.shard_gtids.as_slice()).unwrap_or_default();
+    if input.is_empty() {
+        return Err(resolve_err(
+            "vgtid must have at least one value with a starting position in ShardGtids".into(),
+        ));
+    }
+    let mut list: Vec<ShardGtid> = input.to_vec();
+    if let [only] = input {
+        if only.keyspace.is_empty() {
+            if only.gtid != "current" {
+                return Err(resolve_err(format!(
+                    "for an empty keyspace, the Gtid value must be 'current': {vgtid:?}"
+                )));
+            }
+            list = vec![ShardGtid {
+                keyspace: ks.clone(),
+                gtid: "current".into(),
+                ..ShardGtid::default()
+            }];
+        } else if only.keyspace.starts_with('/') {
+            let re = TableFilter::new(Some(&crate::proto::binlogdata::Filter {
+                rules: vec![crate::proto::binlogdata::Rule {
+                    r#match: only.keyspace.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }))?;
+            list = if re.matches(ks) {
+                vec![ShardGtid {
+                    keyspace: ks.clone(),
+                    gtid: only.gtid.clone(),
+                    ..ShardGtid::default()
+                }]
+            } else {
+                Vec::new()
+            };
+        }
+    }
+    let mut out = VGtid::default();
+    for sgtid in list {
+        if sgtid.keyspace != *ks {
+            return Err(Status::not_found(format!(
+                "failed to resolve vstream parameters: failed to get shards in keyspace {}: node doesn't exist: keyspaces/{}/SrvKeyspace",
+                sgtid.keyspace, sgtid.keyspace
+            )));
+        }
+        if !sgtid.shard.is_empty() {
+            out.shard_gtids.push(sgtid);
+            continue;
+        }
+        if sgtid.gtid != "current" && !sgtid.gtid.is_empty() {
+            return Err(resolve_err(format!(
+                "if shards are unspecified, the Gtid value must be 'current' or empty; got: {vgtid:?}"
+            )));
+        }
+        for shard in &model.shards {
+            out.shard_gtids.push(ShardGtid {
+                keyspace: ks.clone(),
+                shard: shard.name.clone(),
+                gtid: sgtid.gtid.clone(),
+                table_p_ks: Vec::new(),
+            });
+        }
+    }
+    if out.shard_gtids.is_empty() {
+        return Err(resolve_err(format!("no keyspace matches {vgtid:?}")));
+    }
+    Ok(out)
+}
+
+fn resolve_shard(
+    sgtid: &ShardGtid,
+    model: &Model,
+    filter: &TableFilter,
+    flags: &VStreamFlags,
+) -> Result<ShardStart, Status> {
+    let Some(model_index) = model.shards.iter().position(|s| s.name == sgtid.shard) else {
+        return Err(Status::failed_precondition(format!(
+            "failed to determine if keyspace {ks} has been resharded: shard provided in VGTID, {}, not found in the {ks} keyspace",
+            sgtid.shard,
+            ks = sgtid.keyspace
+        )));
+    };
+    let shard = &model.shards[model_index];
+    let pos = match sgtid.gtid.as_str() {
+        "current" => {
+            return Ok(ShardStart {
+                model_index,
+                mode: StartMode::Current,
+            })
+        }
+        "" => None,
+        gtid => Some(check_position(gtid, shard, &sgtid.keyspace)?),
+    };
+    let mode = if pos.is_none() || !sgtid.table_p_ks.is_empty() {
+        let plan = copy_plan(model, filter, flags, &sgtid.table_p_ks)?;
+        if pos.is_none() && plan.is_empty() {
+            return Err(tablet_err(
+                shard,
+                &sgtid.keyspace,
+                "stream needs a position or a table to copy",
+            ));
+        }
+        StartMode::Copy { pos, plan }
+    } else {
+        StartMode::Replicate(pos.unwrap_or_default())
+    };
+    Ok(ShardStart { model_index, mode })
+}
+
+fn tablet_err(shard: &Shard, ks: &str, msg: &str) -> Status {
+    Status::unknown(format!(
+        "error in vstream for {ks}/{} on tablet zone1-{:010}: {msg}",
+        shard.name, 100
+    ))
+}
+
+/// Parses and checks a start position: INTERNAL for an unknown flavor, INVALID_ARGUMENT
+/// "GTIDSet Mismatch" when ahead of / foreign to the shard, UNKNOWN errno 1236 when purged.
+fn check_position(gtid: &str, shard: &Shard, ks: &str) -> Result<u64, Status> {
+    let mismatch = || {
+        Status::invalid_argument(format!(
+            "GTIDSet Mismatch: requested source position:{gtid}, current target vrep position: {}",
+            shard.position()
+        ))
+    };
+    let n = match parse_position(gtid, &shard.uuid) {
+        Ok(n) => n,
+        Err(PositionError::UnknownFlavor(f)) => {
+            return Err(Status::internal(format!(
+                "could not decode position: parse error: unknown GTIDSet flavor {f:?}"
+            )))
+        }
+        Err(PositionError::Mismatch) => return Err(mismatch()),
+    };
+    if n > shard.head() {
+        return Err(mismatch());
+    }
+    if n < shard.purged {
+        return Err(tablet_err(shard, ks, "Cannot replicate because the source purged required binary logs. Replicate the missing transactions from elsewhere, or provision a new replica from backup. (errno 1236) (sqlstate HY000)"));
+    }
+    Ok(n)
+}
+
+/// uvstreamer's `buildTablePlan`: every filtered table (narrowed by tables_to_copy), sorted by
+/// name, with its lastpk when listed in table_p_ks.
+fn copy_plan(
+    model: &Model,
+    filter: &TableFilter,
+    flags: &VStreamFlags,
+    table_p_ks: &[TableLastPk],
+) -> Result<Vec<(String, Option<i64>)>, Status> {
+    for name in filter.named_tables() {
+        if model.spec.table(name).is_none() {
+            return Err(Status::unknown(format!(
+                "table {name} is not present in the database"
+            )));
+        }
+    }
+    let mut plan = Vec::new();
+    for t in &model.spec.tables {
+        if !filter.matches(&t.name) {
+            continue;
+        }
+        if !flags.tables_to_copy.is_empty() && !flags.tables_to_copy.contains(&t.name) {
+            continue;
+        }
+        let lastpk = match table_p_ks.iter().find(|p| p.table_name == t.name) {
+            Some(TableLastPk {
+                lastpk: Some(qr), ..
+            }) => {
+                if qr.fields.is_empty() {
+                    return Err(Status::unknown(format!(
+                        "lastpk for table {} has no fields defined",
+                        t.name
+                    )));
+                }
+                Some(lastpk_value(qr).ok_or_else(|| {
+                    Status::invalid_argument(format!("invalid lastpk for table {}: {qr:?}", t.name))
+                })?)
+            }
+            _ => None,
+        };
+        plan.push((t.name.clone(), lastpk));
+    }
+    plan.sort();
+    Ok(plan)
+}

@@ -1,0 +1,182 @@
+//! The tonic server: `vtgateservice.Vitess/VStream` over the shared model.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status};
+
+use super::faults::Faults;
+use super::request::resolve;
+use super::shared::SharedModel;
+use super::stream::{Stream, StreamEnv, StreamOptions};
+use crate::proto::topodata::TabletType;
+use crate::proto::vtgate::{VStreamRequest, VStreamResponse};
+use crate::proto::vtgateservice::vitess_server::{Vitess, VitessServer};
+
+/// The VStream service (usable with any tonic `Server`).
+#[derive(Clone)]
+pub struct SimService {
+    model: Arc<SharedModel>,
+    faults: Arc<Faults>,
+    opts: StreamOptions,
+    requests: Arc<Mutex<Vec<VStreamRequest>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[tonic::async_trait]
+impl Vitess for SimService {
+    type VStreamStream = ReceiverStream<Result<VStreamResponse, Status>>;
+
+    async fn v_stream(
+        &self,
+        request: Request<VStreamRequest>,
+    ) -> Result<Response<Self::VStreamStream>, Status> {
+        let mut req = request.into_inner();
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(req.clone());
+        if let Some(status) = self.faults.take_reject() {
+            return Err(status);
+        }
+        if req.tablet_type == TabletType::Unknown as i32 {
+            req.tablet_type = TabletType::Primary as i32;
+        }
+        let (tx, rx) = mpsc::channel(4);
+        let env = StreamEnv {
+            model: self.model.clone(),
+            faults: self.faults.clone(),
+            opts: self.opts,
+            shutdown: self.shutdown.clone(),
+        };
+        let stream = {
+            let model = self.model.lock();
+            let setup = resolve(&req, &model)?;
+            Stream::new(setup, &model, env, tx)
+        };
+        tokio::spawn(stream.run());
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// A running simulated vtgate.
+pub struct SimVtgate {
+    addr: SocketAddr,
+    model: Arc<SharedModel>,
+    faults: Arc<Faults>,
+    requests: Arc<Mutex<Vec<VStreamRequest>>>,
+    stop_streams: watch::Sender<bool>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl SimVtgate {
+    /// Binds `addr` (e.g. "127.0.0.1:0") and serves with default stream options.
+    pub async fn start(model: Arc<SharedModel>, addr: &str) -> anyhow::Result<Self> {
+        Self::start_with(model, addr, StreamOptions::default()).await
+    }
+
+    /// Binds `addr` and serves with the given stream options.
+    pub async fn start_with(
+        model: Arc<SharedModel>,
+        addr: &str,
+        opts: StreamOptions,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve(model, listener, opts)
+    }
+
+    /// Serves on an already bound listener.
+    pub fn serve(
+        model: Arc<SharedModel>,
+        listener: TcpListener,
+        opts: StreamOptions,
+    ) -> anyhow::Result<Self> {
+        let addr = listener.local_addr()?;
+        let faults = Arc::new(Faults::default());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (stop_streams, shutdown) = watch::channel(false);
+        let service = SimService {
+            model: model.clone(),
+            faults: faults.clone(),
+            opts,
+            requests: requests.clone(),
+            shutdown,
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let svc = VitessServer::new(service)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(usize::MAX);
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stop_rx.await;
+                }),
+        );
+        Ok(Self {
+            addr,
+            model,
+            faults,
+            requests,
+            stop_streams,
+            stop_server: Some(stop_tx),
+            server,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`, for `VitessClient::connect`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The model served.
+    pub fn model(&self) -> Arc<SharedModel> {
+        self.model.clone()
+    }
+
+    /// Every VStreamRequest received so far, in order (as received: tablet_type not mapped).
+    pub fn requests(&self) -> Vec<VStreamRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The fault switchboard.
+    pub fn faults(&self) -> Arc<Faults> {
+        self.faults.clone()
+    }
+
+    /// Ends every stream with UNAVAILABLE and stops the server (aborted after 2 s).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_streams.send(true);
+        if let Some(tx) = self.stop_server.take() {
+            let _ = tx.send(());
+        }
+        let abort = self.server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+impl Drop for SimVtgate {
+    fn drop(&mut self) {
+        let _ = self.stop_streams.send(true);
+        self.server.abort();
+    }
+}

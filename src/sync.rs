@@ -1,0 +1,252 @@
+//! `vtmirror sync`: load the checkpoint → stream → decode → writer thread, reconnecting on
+//! transient errors with backoff and stopping on definite ones.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply::{Writer, WriterMsg};
+use crate::batch::CommitPolicy;
+use crate::checkpoint;
+use crate::decode::{Decoder, Step};
+use crate::error::{classify, Backoff, Class, Transient};
+use crate::metadata;
+use crate::progress::Progress;
+use crate::proto::binlogdata::{VEventType, VGtid};
+use crate::resume::{start_position, Start};
+use crate::store::{Durability, Identity, Mirror};
+use crate::vstream::{connect, open_stream, StreamSpec};
+
+/// Where a fresh mirror starts.
+#[derive(Debug, Clone)]
+pub enum StartFrom {
+    Copy,
+    Current,
+    Position(VGtid),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub spec: StreamSpec,
+    pub db: PathBuf,
+    pub start: StartFrom,
+    pub exit_when_caught_up: bool,
+    /// With `exit_when_caught_up`: this long without data events means caught up.
+    pub caught_up_idle: Duration,
+    pub durability: Durability,
+    pub policy: CommitPolicy,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// VStream responses buffered between the stream and the writer (back-pressure).
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    CaughtUp,
+    Shutdown,
+}
+
+impl SyncOptions {
+    fn fresh_position(&self) -> VGtid {
+        match &self.start {
+            StartFrom::Copy => checkpoint::fresh(&self.spec.keyspace, ""),
+            StartFrom::Current => checkpoint::fresh(&self.spec.keyspace, checkpoint::CURRENT),
+            StartFrom::Position(v) => v.clone(),
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        let rules: Vec<_> = self
+            .spec
+            .rules
+            .iter()
+            .map(|r| serde_json::json!({"match": r.r#match, "filter": r.filter}))
+            .collect();
+        Identity {
+            keyspace: self.spec.keyspace.clone(),
+            filter: serde_json::Value::Array(rules).to_string(),
+        }
+    }
+}
+
+/// Runs until caught up (if asked), shutdown, or a definite error.
+pub async fn run(
+    opts: SyncOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Outcome> {
+    let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
+    metadata::set_status(&mirror.conn, "state", "starting")?;
+    let mut mirror = Some(mirror);
+    let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
+    tokio::pin!(shutdown);
+    loop {
+        let current = mirror
+            .take()
+            .context("mirror handle lost between attempts")?;
+        let commits_before = progress.snapshot().commits;
+        let (back, result) = attempt(&opts, current, &progress, &mut shutdown).await?;
+        let conn = &mirror.insert(back).conn;
+        let err = match result {
+            Ok(outcome) => {
+                metadata::set_status(conn, "state", "stopped")?;
+                return Ok(outcome);
+            }
+            Err(err) => err,
+        };
+        if classify(&err) == Class::Definite {
+            metadata::set_status(conn, "state", "failed")?;
+            metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+            return Err(err);
+        }
+        if progress.snapshot().commits != commits_before {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
+        metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut shutdown => return Ok(Outcome::Shutdown),
+        }
+    }
+}
+
+type WriterThread = std::thread::JoinHandle<(Mirror, Result<()>)>;
+
+fn spawn_writer(
+    opts: &SyncOptions,
+    mirror: Mirror,
+    progress: &Arc<Progress>,
+) -> (
+    mpsc::Sender<WriterMsg>,
+    oneshot::Receiver<Start>,
+    WriterThread,
+) {
+    let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+    let (start_tx, start_rx) = oneshot::channel();
+    let fresh = opts.fresh_position();
+    let policy = opts.policy;
+    let progress = Arc::clone(progress);
+    let handle = std::thread::spawn(move || {
+        let start = match start_position(&mirror.conn, &fresh) {
+            Ok(start) => start,
+            Err(e) => return (mirror, Err(e)),
+        };
+        let _ = start_tx.send(start);
+        Writer::new(mirror, policy, progress).run(rx)
+    });
+    (tx, start_rx, handle)
+}
+
+/// One connection's life. Always returns the mirror (the lock stays held across attempts).
+async fn attempt(
+    opts: &SyncOptions,
+    mirror: Mirror,
+    progress: &Arc<Progress>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(Mirror, Result<Outcome>)> {
+    let (tx, start_rx, handle) = spawn_writer(opts, mirror, progress);
+    let result = match start_rx.await {
+        Ok(start) => stream(opts, start, &tx, shutdown).await,
+        Err(_) => Err(anyhow!("the writer stopped before streaming began")),
+    };
+    if result.is_ok() {
+        let (reply, done) = oneshot::channel();
+        if tx.send(WriterMsg::Finish(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+    drop(tx);
+    let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+    let Ok(Ok((mirror, written))) = joined else {
+        anyhow::bail!("the mirror writer thread crashed; the mirror keeps its last commit");
+    };
+    // The writer's own failure is the root cause of any stream-side "writer stopped".
+    let result = match written {
+        Err(e) => Err(e),
+        Ok(()) => result,
+    };
+    Ok((mirror, result))
+}
+
+fn copy_requested(position: &VGtid) -> bool {
+    position
+        .shard_gtids
+        .iter()
+        .any(|s| s.gtid.is_empty() || !s.table_p_ks.is_empty())
+}
+
+async fn stream(
+    opts: &SyncOptions,
+    start: Start,
+    tx: &mpsc::Sender<WriterMsg>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Outcome> {
+    let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
+    tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
+    let mut client = connect(&opts.spec.vtgate).await?;
+    let request = opts.spec.request(start.vgtid);
+    let mut responses = open_stream(&mut client, request).await?;
+    let mut decoder = Decoder::new(&opts.spec.keyspace);
+    let stall = opts
+        .spec
+        .stall_timeout()
+        .unwrap_or(Duration::from_secs(3600));
+    let (mut last_message, mut last_data) = (Instant::now(), Instant::now());
+    loop {
+        let caught_up_mode = opts.exit_when_caught_up && copy_done && !decoder.in_transaction();
+        let wait = if caught_up_mode {
+            opts.caught_up_idle.min(stall)
+        } else {
+            stall
+        };
+        let next = tokio::select! {
+            r = tokio::time::timeout(wait, responses.message()) => r,
+            _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+        };
+        let response = match next {
+            Err(_) if caught_up_mode && last_data.elapsed() >= opts.caught_up_idle => {
+                return Ok(Outcome::CaughtUp)
+            }
+            Err(_) if last_message.elapsed() >= stall => {
+                return Err(
+                    Transient(format!("no message from vtgate for {}s", stall.as_secs())).into(),
+                )
+            }
+            Err(_) => continue,
+            Ok(Err(status)) => {
+                return Err(anyhow::Error::new(status).context("reading the VStream"))
+            }
+            Ok(Ok(None)) => return Err(Transient("vtgate ended the stream".into()).into()),
+            Ok(Ok(Some(response))) => response,
+        };
+        last_message = Instant::now();
+        let mut steps = Vec::with_capacity(response.events.len());
+        let mut data = false;
+        for event in response.events {
+            data |= event.r#type != VEventType::Heartbeat as i32;
+            decoder.decode(event, &mut steps)?;
+        }
+        copy_done |= steps.iter().any(|s| matches!(s, Step::CopyCompleted));
+        if data {
+            last_data = Instant::now();
+        }
+        if !steps.is_empty() && tx.send(WriterMsg::Steps(steps)).await.is_err() {
+            return Err(anyhow!("the mirror writer stopped"));
+        }
+        if opts.exit_when_caught_up
+            && copy_done
+            && !data
+            && !decoder.in_transaction()
+            && last_data.elapsed() >= opts.caught_up_idle
+        {
+            return Ok(Outcome::CaughtUp);
+        }
+    }
+}

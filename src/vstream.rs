@@ -1,0 +1,172 @@
+//! Talking to vtgate: connect (keepalive, message size), build the VStream request from a
+//! position, and read responses with a stall timeout.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Streaming;
+
+use crate::proto::binlogdata::{Filter, Rule, VGtid};
+use crate::proto::topodata::TabletType;
+use crate::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
+use crate::proto::vtgateservice::vitess_client::VitessClient;
+use crate::proto::vtrpc::CallerId;
+
+/// vtgate's own limit is 16 MiB by default; a single huge row is sent alone and may exceed
+/// any packet size, so accept up to this much.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Everything about the stream that does not change between reconnects.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub vtgate: String,
+    pub keyspace: String,
+    pub rules: Vec<Rule>,
+    pub tablet_type: TabletType,
+    pub heartbeat_secs: u32,
+    pub caller_id: Option<String>,
+    pub tables_to_copy: Vec<String>,
+}
+
+impl StreamSpec {
+    pub fn request(&self, position: VGtid) -> VStreamRequest {
+        VStreamRequest {
+            caller_id: self.caller_id.as_ref().map(|principal| CallerId {
+                principal: principal.clone(),
+                component: "vtmirror".into(),
+                ..Default::default()
+            }),
+            tablet_type: self.tablet_type as i32,
+            vgtid: Some(position),
+            filter: Some(Filter {
+                rules: self.rules.clone(),
+                field_event_mode: 0,
+            }),
+            flags: Some(VStreamFlags {
+                heartbeat_interval: self.heartbeat_secs,
+                // Bare table names: one keyspace per mirror, and it saves work on both ends.
+                exclude_keyspace_from_table_name: true,
+                tables_to_copy: self.tables_to_copy.clone(),
+                // Large transactions stream in chunks instead of being buffered by vtgate.
+                transaction_chunk_size: 16 * 1024 * 1024,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// How long the stream may stay silent before it counts as stalled.
+    pub fn stall_timeout(&self) -> Option<Duration> {
+        (self.heartbeat_secs > 0)
+            .then(|| Duration::from_secs(u64::from(self.heartbeat_secs) * 3 + 5))
+    }
+}
+
+pub async fn connect(vtgate: &str) -> Result<VitessClient<Channel>> {
+    let uri = if vtgate.contains("://") {
+        vtgate.to_string()
+    } else {
+        format!("http://{vtgate}")
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .with_context(|| format!("invalid vtgate address {vtgate}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to vtgate at {vtgate}"))?;
+    Ok(VitessClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+pub async fn open_stream(
+    client: &mut VitessClient<Channel>,
+    request: VStreamRequest,
+) -> Result<Streaming<VStreamResponse>> {
+    Ok(client
+        .v_stream(request)
+        .await
+        .context("starting the VStream")?
+        .into_inner())
+}
+
+/// Parses `primary|replica|rdonly`.
+pub fn parse_tablet_type(text: &str) -> Result<TabletType> {
+    match text.to_ascii_lowercase().as_str() {
+        "primary" | "master" => Ok(TabletType::Primary),
+        "replica" => Ok(TabletType::Replica),
+        "rdonly" | "batch" => Ok(TabletType::Rdonly),
+        other => anyhow::bail!("unknown tablet type {other:?} (use primary, replica or rdonly)"),
+    }
+}
+
+/// Filter rules from `--tables a,b` and `--rule MATCH[=FILTER]`; none = every table.
+pub fn rules(tables: &[String], rule_args: &[String]) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = tables
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| Rule {
+            r#match: t.clone(),
+            filter: String::new(),
+        })
+        .collect();
+    for arg in rule_args {
+        let (m, f) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+        rules.push(Rule {
+            r#match: m.to_string(),
+            filter: f.to_string(),
+        });
+    }
+    if rules.is_empty() {
+        rules.push(Rule {
+            r#match: "/.*".into(),
+            filter: String::new(),
+        });
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_tables_or_rules_means_every_table() {
+        let r = rules(&[], &[]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].r#match, "/.*");
+    }
+
+    #[test]
+    fn rule_arguments_split_at_the_first_equals_sign() {
+        let r = rules(
+            &["a".into()],
+            &["t=select id, name from t where x = 1".into()],
+        );
+        assert_eq!(r[0].r#match, "a");
+        assert_eq!(r[1].r#match, "t");
+        assert_eq!(r[1].filter, "select id, name from t where x = 1");
+    }
+
+    #[test]
+    fn caller_id_and_heartbeat_are_sent() {
+        let spec = StreamSpec {
+            vtgate: "x:1".into(),
+            keyspace: "ks".into(),
+            rules: rules(&[], &[]),
+            tablet_type: TabletType::Replica,
+            heartbeat_secs: 5,
+            caller_id: Some("mirror_user".into()),
+            tables_to_copy: vec![],
+        };
+        let req = spec.request(VGtid::default());
+        assert_eq!(req.caller_id.unwrap().principal, "mirror_user");
+        assert_eq!(req.flags.unwrap().heartbeat_interval, 5);
+        assert_eq!(req.tablet_type, TabletType::Replica as i32);
+    }
+}

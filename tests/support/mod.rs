@@ -1,0 +1,190 @@
+//! Shared test support: start the simulated vtgate, run a sync, compare mirror and source.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::Connection;
+use vtmirror::batch::CommitPolicy;
+use vtmirror::proto::query::Field;
+use vtmirror::proto::topodata::TabletType;
+use vtmirror::schema::quote;
+use vtmirror::sim::{ModelSpec, SharedModel, SimVtgate, StreamOptions};
+use vtmirror::store::Durability;
+use vtmirror::sync::{Outcome, StartFrom, SyncOptions};
+use vtmirror::value::{to_sql, ColumnType};
+use vtmirror::vstream::{rules, StreamSpec};
+
+pub const TABLES: [&str; 3] = ["accounts", "corder", "customer"];
+
+/// A populated demo keyspace behind a running simulated vtgate.
+pub async fn source(rows_per_table: usize) -> (Arc<SharedModel>, SimVtgate) {
+    let model = SharedModel::new(ModelSpec::demo(rows_per_table));
+    let server = SimVtgate::start(model.clone(), "127.0.0.1:0")
+        .await
+        .expect("simulated vtgate starts");
+    (model, server)
+}
+
+/// Like `source`, with copy batches of `batch_rows` rows.
+pub async fn source_with_batch(
+    rows_per_table: usize,
+    batch_rows: usize,
+) -> (Arc<SharedModel>, SimVtgate) {
+    let model = SharedModel::new(ModelSpec::demo(rows_per_table));
+    let mut opts = StreamOptions::default();
+    opts.copy_batch.rows = batch_rows;
+    // One response per transaction, as real vtgate sends them.
+    opts.pack_transactions = false;
+    let server = SimVtgate::start_with(model.clone(), "127.0.0.1:0", opts)
+        .await
+        .expect("simulated vtgate starts");
+    (model, server)
+}
+
+pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
+    SyncOptions {
+        spec: StreamSpec {
+            vtgate: endpoint.to_string(),
+            keyspace: "commerce".into(),
+            rules: rules(&[], &[]),
+            tablet_type: TabletType::Replica,
+            heartbeat_secs: 1,
+            caller_id: None,
+            tables_to_copy: vec![],
+        },
+        db: db.to_path_buf(),
+        start: StartFrom::Copy,
+        exit_when_caught_up: true,
+        caught_up_idle: Duration::from_millis(1500),
+        durability: Durability::Normal,
+        policy: CommitPolicy::default(),
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(200),
+        queue_depth: 16,
+    }
+}
+
+/// Runs a sync until it reports caught up (bounded by a generous timeout).
+pub async fn sync_until_caught_up(opts: SyncOptions) -> anyhow::Result<Outcome> {
+    let progress = Arc::new(vtmirror::progress::Progress::default());
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        vtmirror::sync::run(opts, progress, std::future::pending()),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("sync did not catch up within 120 s"))?
+}
+
+fn column_types(fields: &[Field]) -> Vec<ColumnType> {
+    fields
+        .iter()
+        .map(|f| ColumnType {
+            vitess_type: f.r#type,
+            collation: f.charset,
+            column_type: f.column_type.clone(),
+            enum_set_strings: true,
+        })
+        .collect()
+}
+
+/// The source table as the mirror should hold it: pk → converted values.
+pub fn expected(model: &SharedModel, table: &str) -> BTreeMap<i64, Vec<Value>> {
+    let types = column_types(&model.fields(table));
+    model
+        .table_rows(table)
+        .into_iter()
+        .map(|(pk, row)| {
+            let values = row
+                .iter()
+                .zip(&types)
+                .map(|(v, t)| to_sql(t, v.as_deref()).expect("model values convert"))
+                .collect();
+            (pk, values)
+        })
+        .collect()
+}
+
+/// The mirrored table: pk (first column) → values, in the source's column order.
+pub fn mirrored(conn: &Connection, model: &SharedModel, table: &str) -> BTreeMap<i64, Vec<Value>> {
+    let fields = model.fields(table);
+    let cols: Vec<String> = fields.iter().map(|f| quote(&f.name)).collect();
+    let sql = format!("SELECT {} FROM {}", cols.join(", "), quote(table));
+    let mut stmt = conn.prepare(&sql).expect("mirrored table exists");
+    let rows = stmt
+        .query_map([], |r| {
+            (0..cols.len())
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .expect("mirror reads");
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let row = row.expect("row reads");
+        let Value::Integer(pk) = row[0] else {
+            panic!("pk is an integer")
+        };
+        assert!(
+            out.insert(pk, row).is_none(),
+            "duplicate key {pk} in {table}"
+        );
+    }
+    out
+}
+
+/// Asserts every table equals the source; returns the number of rows compared.
+pub fn assert_mirror_equals_source(db: &Path, model: &SharedModel) -> usize {
+    let conn = Connection::open(db).expect("mirror opens");
+    let mut total = 0;
+    for table in TABLES {
+        let want = expected(model, table);
+        let have = mirrored(&conn, model, table);
+        let missing = want.keys().filter(|k| !have.contains_key(k)).count();
+        let extra = have.keys().filter(|k| !want.contains_key(k)).count();
+        let differing = want
+            .iter()
+            .filter(|(k, v)| have.get(k).is_some_and(|h| h != *v))
+            .count();
+        assert_eq!(
+            (missing, extra, differing),
+            (0, 0, 0),
+            "table {table}: missing, extra, differing rows"
+        );
+        total += want.len();
+    }
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    total
+}
+
+/// The stored checkpoint's VGtid.
+pub fn stored_checkpoint(db: &Path) -> vtmirror::proto::binlogdata::VGtid {
+    let conn = Connection::open(db).unwrap();
+    let bytes: Vec<u8> = conn
+        .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
+        .unwrap();
+    vtmirror::checkpoint::decode(&bytes).unwrap()
+}
+
+/// Shard → gtid of a VGtid, for comparing positions.
+pub fn positions(v: &vtmirror::proto::binlogdata::VGtid) -> BTreeMap<String, String> {
+    v.shard_gtids
+        .iter()
+        .map(|s| (s.shard.clone(), s.gtid.clone()))
+        .collect()
+}
+
+pub fn copied_rows(db: &Path) -> i64 {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT coalesce(sum(rows_copied), 0) FROM _vtmirror_copy_state",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
