@@ -62,6 +62,9 @@ pub struct Writer {
     in_sqlite_tx: bool,
     at_boundary: bool,
     pending: Uncommitted,
+    last_heartbeat_write: Option<Instant>,
+    /// The `state` last written to `_vtmirror_status` (copying / replicating).
+    state_written: Option<&'static str>,
 }
 
 impl Writer {
@@ -76,6 +79,8 @@ impl Writer {
             in_sqlite_tx: false,
             at_boundary: true,
             pending: Uncommitted::default(),
+            last_heartbeat_write: None,
+            state_written: None,
         }
     }
 
@@ -143,6 +148,7 @@ impl Writer {
         }
         self.pending = Uncommitted::default();
         self.at_boundary = true;
+        self.state_written = None;
     }
 
     fn apply(&mut self, step: Step, queue_empty: bool) -> Result<()> {
@@ -190,7 +196,19 @@ impl Writer {
                 self.pending.copy_completed = true;
                 self.commit()?;
             }
-            Step::Heartbeat { event_time } => self.progress.heartbeat(event_time),
+            Step::Heartbeat { event_time } => self.record_heartbeat(event_time)?,
+        }
+        Ok(())
+    }
+
+    /// Persists the newest heartbeat for `status` (lag when the source is idle); written only
+    /// between transactions and at most once a second.
+    fn record_heartbeat(&mut self, event_time: i64) -> Result<()> {
+        self.progress.heartbeat(event_time);
+        let due = self.last_heartbeat_write.is_none_or(|t| t.elapsed().as_secs() >= 1);
+        if !self.in_sqlite_tx && due {
+            metadata::set_status(&self.mirror.conn, "heartbeat_time", &event_time.to_string())?;
+            self.last_heartbeat_write = Some(Instant::now());
         }
         Ok(())
     }
@@ -230,6 +248,11 @@ impl Writer {
         if pending.copy_completed {
             metadata::mark_copy_completed(conn)?;
             self.copy_completed = true;
+        }
+        let state = if self.copy_completed { "replicating" } else { "copying" };
+        if self.state_written != Some(state) {
+            metadata::set_status(conn, "state", state)?;
+            self.state_written = Some(state);
         }
         conn.execute_batch("COMMIT")
             .context("committing a mirror transaction")?;
