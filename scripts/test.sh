@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# The test command named in README.md: unit tests, integration tests through the real gRPC
-# path against the simulated vtgate, and the SIGKILL crash tests.
+# The test command named in README.md. Runs every test: unit tests, integration tests through
+# the real gRPC path against the simulated vtgate, the SIGKILL crash tests, and the end-to-end
+# tests against real Vitess, whose clusters it installs (cached) and starts first.
+# VTMIRROR_SKIP_E2E=1 skips the real-Vitess part (the e2e tests then print "skipped").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${VTMIRROR_SKIP_E2E:-0}" != 1 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "the real-Vitess tests need root (chroot, apt); set VTMIRROR_SKIP_E2E=1 to skip them" >&2
+    exit 1
+  fi
+  bash scripts/vitess-local.sh install
+  trap 'bash scripts/vitess-local.sh down all >/dev/null 2>&1 || true' EXIT
+  bash scripts/vitess-local.sh down all >/dev/null 2>&1 || true
+  bash scripts/vitess-local.sh up
+  bash scripts/vitess-local.sh up-reshard
+  export VTMIRROR_E2E=1
+fi
 cargo test --release --all-targets -- --nocapture 2>&1

@@ -16,8 +16,26 @@
 # The Vitess and MySQL processes run inside that root (chroot) as the unprivileged user
 # "vitess" (mysqld refuses root); loopback is shared, so the host reaches them on 127.0.0.1.
 #
-# Machine-readable output: `up` and `up-reshard` print KEY=VALUE lines on stdout (all
-# progress goes to stderr) and keep them in $VTMIRROR_STATE_DIR/env, which tests can source.
+# Machine-readable output: `up`, `up-reshard`, `reshard` and `remove-shard0` print KEY=VALUE
+# lines on stdout (all progress and TIMING lines go to stderr) and keep them in
+# $VTMIRROR_STATE_DIR/env (default /tmp/vtmirror-vitess/env), a shell-sourceable file:
+#   VITESS_VERSION, MYSQL_VERSION, VTMIRROR_MYSQL_CLIENT (wrapper: the root's mysql client,
+#   needs root), VTMIRROR_VTCTLDCLIENT (wrapper: vtctldclient --server <reshard vtctld>);
+#   while `up` runs: VTGATE_GRPC, VTGATE_MYSQL, VTGATE_MYSQL_HOST, VTGATE_MYSQL_PORT,
+#   VTGATE_HTTP, VTTEST_MYSQLD_PORT, VTTEST_KEYSPACES, VTTEST_CELL, VTTEST_TABLET_TYPES;
+#   while `up-reshard` runs: RESHARD_VTGATE_GRPC, RESHARD_VTGATE_MYSQL, RESHARD_VTGATE_MYSQL_HOST,
+#   RESHARD_VTGATE_MYSQL_PORT, RESHARD_VTCTLD_GRPC, RESHARD_ETCD, RESHARD_CELL, RESHARD_KEYSPACE,
+#   RESHARD_SHARDS (0 | 0,-80,80- | -80,80-), RESHARD_TABLET_TYPES.
+#
+# Ports (all on 127.0.0.1):
+#   vttestserver, base B=$VTMIRROR_VTTEST_PORT (33570): B http, B+1 vtgate gRPC (VStream),
+#     B+2 mysqld, B+3 vtgate MySQL protocol
+#   reshard cluster, base R=$VTMIRROR_RESHARD_PORT (33600): R etcd client, R+1 etcd peer,
+#     R+2/R+3 vtctld http/gRPC, R+4/R+5/R+6 vtgate http/gRPC/MySQL,
+#     tablet uid U (100,101 shard 0; 200,201 -80; 300,301 80-): i=(U/100-1)*2+U%100,
+#     http R+20+3i, gRPC R+21+3i, mysqld R+22+3i
+# vtgate accepts any MySQL user/password (--mysql-auth-server-impl none).
+# shellcheck disable=SC2317  # functions are also called indirectly (wait_until, setsid)
 set -euo pipefail
 
 # ---------------------------------------------------------------------------------------
@@ -29,11 +47,13 @@ MYSQL_SUITE="${VTMIRROR_MYSQL_SUITE:-sid}"
 DEBIAN_MIRROR="${VTMIRROR_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ROOTFS="${VTMIRROR_ROOTFS:-$CACHE/rootfs-$MYSQL_SUITE}"
 STATE="${VTMIRROR_STATE_DIR:-/tmp/vtmirror-vitess}"
+# Canonical paths: processes are recognised by their /proc/PID/root being exactly $ROOTFS.
+CACHE="$(realpath -m "$CACHE")"; ROOTFS="$(realpath -m "$ROOTFS")"; STATE="$(realpath -m "$STATE")"
 HOST=127.0.0.1
 VTTEST_PORT="${VTMIRROR_VTTEST_PORT:-33570}"     # http; +1 gRPC vtgate, +2 mysqld, +3 vtgate MySQL
 VTTEST_REPLICAS="${VTMIRROR_VTTEST_REPLICA_COUNT:-2}"   # per shard, includes the primary
 VTTEST_RDONLY="${VTMIRROR_VTTEST_RDONLY_COUNT:-1}"
-RESHARD_PORT="${VTMIRROR_RESHARD_PORT:-33600}"   # see reshard_ports below
+RESHARD_PORT="${VTMIRROR_RESHARD_PORT:-33600}"   # see "Ports" in the header
 KEEP_DATA="${KEEP_DATA:-0}"
 WAIT_TIMEOUT="${VTMIRROR_WAIT_TIMEOUT:-300}"     # seconds, for each wait step
 
@@ -409,7 +429,22 @@ vttest_serving() {
   mysql_q "$((VTTEST_PORT + 3))" "commerce@replica" "select count(*) from corder" >/dev/null || return 1
 }
 
+# Our fixed ports lie inside Linux's ephemeral range (32768-60999): an outgoing connection can
+# take one just before a server binds it ("bind: address already in use"). Reserve them.
+reserve_ports() {
+  local range="$VTTEST_PORT-$((VTTEST_PORT + 9)),$RESHARD_PORT-$((RESHARD_PORT + 60))"
+  local current
+  current="$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)"
+  case ",$current," in *",$range,"*) return 0 ;; esac
+  if sysctl -q -w "net.ipv4.ip_local_reserved_ports=${current:+$current,}$range" 2>/dev/null; then
+    log "reserved ports $range (no ephemeral use)"
+  else
+    log "WARNING: could not reserve ports $range; a port clash with an outgoing connection is possible"
+  fi
+}
+
 cmd_up() {
+  reserve_ports
   need_root; check_installed
   mkdir -p "$STATE/logs"
   if vttest_running; then
@@ -586,6 +621,7 @@ stop_tablets() {
 }
 
 cmd_up_reshard() {
+  reserve_ports
   need_root; check_installed
   mkdir -p "$STATE/logs" "$STATE/pids"
   if reshard_running; then
@@ -810,4 +846,4 @@ main() {
   esac
 }
 
-main "$@"
+main "$@"; exit $?

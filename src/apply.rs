@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rusqlite::params_from_iter;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::batch::CommitPolicy;
 use crate::checkpoint::is_positioned;
@@ -23,20 +23,34 @@ use crate::progress::Progress;
 use crate::proto::binlogdata::VGtid;
 use crate::schema::{Layout, RowSql, TableSchema};
 use crate::store::Mirror;
+use crate::upsert::{change_values, multi_row_upsert, ROWS_PER_STATEMENT};
+
+/// The steps decoded from one VStream response, holding their room in the writer queue
+/// until they are applied and freed.
+pub struct QueuedSteps {
+    pub steps: Vec<Step>,
+    pub slot: OwnedSemaphorePermit,
+}
 
 /// Messages to the writer thread, in stream order.
 pub enum WriterMsg {
-    /// The steps decoded from one VStream response.
-    Steps(Vec<Step>),
+    Steps(QueuedSteps),
     /// Commit what is complete, roll back any partial transaction, stop, then reply.
     Finish(oneshot::Sender<()>),
+}
+
+/// A shard schema's statements: the single-row upsert and delete, and the multi-row upsert.
+struct Statements {
+    schema: Arc<ShardSchema>,
+    sql: Arc<RowSql>,
+    multi_upsert: Option<Arc<str>>,
 }
 
 /// Per mirrored table: each shard's schema and the statements per column list.
 #[derive(Default)]
 struct MirrorTable {
     shards: BTreeMap<String, TableSchema>,
-    statements: HashMap<String, (Arc<ShardSchema>, Arc<RowSql>)>,
+    statements: HashMap<String, Statements>,
 }
 
 /// What the open SQLite transaction holds beyond row changes.
@@ -65,6 +79,23 @@ pub struct Writer {
     last_heartbeat_write: Option<Instant>,
     /// The `state` last written to `_vtmirror_status` (copying / replicating).
     state_written: Option<&'static str>,
+    /// Applied steps go to another thread to be freed (freeing millions of decoded values
+    /// would otherwise take a tenth of this thread's time), a group at a time.
+    retiring: Vec<QueuedSteps>,
+    retired: std::sync::mpsc::Sender<Vec<QueuedSteps>>,
+}
+
+/// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
+const RETIRE_MESSAGES: usize = 64;
+/// … unless they hold this many rows of queue room (a full copy batch): the stream must not
+/// wait for room that only applied steps take.
+const RETIRE_ROWS: usize = 2000;
+
+/// A thread that drops applied steps (and so releases their queue room).
+fn spawn_retirement() -> std::sync::mpsc::Sender<Vec<QueuedSteps>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<QueuedSteps>>();
+    std::thread::spawn(move || rx.into_iter().for_each(drop));
+    tx
 }
 
 impl Writer {
@@ -81,6 +112,8 @@ impl Writer {
             pending: Uncommitted::default(),
             last_heartbeat_write: None,
             state_written: None,
+            retiring: Vec::with_capacity(RETIRE_MESSAGES),
+            retired: spawn_retirement(),
         }
     }
 
@@ -108,10 +141,11 @@ impl Writer {
     fn run_loop(&mut self, rx: &mut mpsc::Receiver<WriterMsg>) -> Result<()> {
         while let Some(msg) = rx.blocking_recv() {
             match msg {
-                WriterMsg::Steps(steps) => {
-                    for step in steps {
+                WriterMsg::Steps(mut queued) => {
+                    for step in &mut queued.steps {
                         self.apply(step, rx.is_empty())?;
                     }
+                    self.retire(queued, rx.is_empty());
                 }
                 WriterMsg::Finish(reply) => {
                     let resumable = self.pending.checkpoint.as_ref().is_none_or(is_positioned);
@@ -125,6 +159,19 @@ impl Writer {
             }
         }
         Ok(())
+    }
+
+    /// Queues applied steps for freeing; hands them over in groups, or at once when the
+    /// writer is about to wait (their queue room must not stay taken while it idles).
+    fn retire(&mut self, applied: QueuedSteps, queue_empty: bool) {
+        self.retiring.push(applied);
+        let rows: usize = self.retiring.iter().map(|q| q.slot.num_permits()).sum();
+        if queue_empty || rows >= RETIRE_ROWS || self.retiring.len() >= RETIRE_MESSAGES {
+            let group = std::mem::replace(&mut self.retiring, Vec::with_capacity(RETIRE_MESSAGES));
+            // The retirement thread lives as long as `self`; were it gone, the group is
+            // simply dropped here.
+            let _ = self.retired.send(group);
+        }
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -151,11 +198,12 @@ impl Writer {
         self.state_written = None;
     }
 
-    fn apply(&mut self, step: Step, queue_empty: bool) -> Result<()> {
+    /// Applies one step; what it hands over (checkpoint, shard name) is taken out of it.
+    fn apply(&mut self, step: &mut Step, queue_empty: bool) -> Result<()> {
         match step {
             Step::Schema(schema) => {
                 self.at_boundary = false;
-                self.apply_schema(&schema)?;
+                self.apply_schema(schema)?;
             }
             Step::Rows {
                 schema,
@@ -163,8 +211,8 @@ impl Writer {
                 copied,
             } => {
                 self.at_boundary = false;
-                self.apply_rows(&schema, &changes)?;
-                if copied {
+                self.apply_rows(schema, changes)?;
+                if *copied {
                     *self
                         .pending
                         .copied
@@ -179,24 +227,32 @@ impl Writer {
             } => {
                 self.at_boundary = true;
                 self.begin()?;
-                if let Some(cp) = checkpoint {
+                if let Some(cp) = checkpoint.take() {
                     self.pending.checkpoint = Some(cp);
                 }
                 self.pending.transactions += 1;
-                self.pending.event_time = self.pending.event_time.max(event_time);
+                self.pending.event_time = self.pending.event_time.max(*event_time);
                 self.maybe_commit(queue_empty)?;
             }
             Step::ShardCopyCompleted { shard } => {
                 self.begin()?;
                 self.shards_copied.insert(shard.clone());
-                self.pending.shards_copied.push(shard);
+                self.pending.shards_copied.push(std::mem::take(shard));
             }
             Step::CopyCompleted => {
                 self.begin()?;
                 self.pending.copy_completed = true;
                 self.commit()?;
             }
-            Step::Heartbeat { event_time } => self.record_heartbeat(event_time)?,
+            Step::Heartbeat { event_time } => self.record_heartbeat(*event_time)?,
+            Step::Ddl(ddl) => {
+                self.at_boundary = false;
+                self.begin()?;
+                crate::ddl::apply_source_ddl(&self.mirror.conn, ddl)?;
+                // Table names or columns may have moved: reload the schema cache.
+                self.tables.clear();
+                self.load()?;
+            }
         }
         Ok(())
     }
@@ -205,7 +261,9 @@ impl Writer {
     /// between transactions and at most once a second.
     fn record_heartbeat(&mut self, event_time: i64) -> Result<()> {
         self.progress.heartbeat(event_time);
-        let due = self.last_heartbeat_write.is_none_or(|t| t.elapsed().as_secs() >= 1);
+        let due = self
+            .last_heartbeat_write
+            .is_none_or(|t| t.elapsed().as_secs() >= 1);
         if !self.in_sqlite_tx && due {
             metadata::set_status(&self.mirror.conn, "heartbeat_time", &event_time.to_string())?;
             self.last_heartbeat_write = Some(Instant::now());
@@ -249,7 +307,11 @@ impl Writer {
             metadata::mark_copy_completed(conn)?;
             self.copy_completed = true;
         }
-        let state = if self.copy_completed { "replicating" } else { "copying" };
+        let state = if self.copy_completed {
+            "replicating"
+        } else {
+            "copying"
+        };
         if self.state_written != Some(state) {
             metadata::set_status(conn, "state", state)?;
             self.state_written = Some(state);
@@ -279,6 +341,15 @@ impl Writer {
         if table.shards.get(&incoming.shard) == Some(&incoming.schema) {
             return Ok(());
         }
+        if let Some(old) = table.shards.get(&incoming.shard) {
+            if let Some(column) = crate::schema::value_rewriting_change(old, &incoming.schema) {
+                anyhow::bail!(
+                    "the type of column {column} of table {table_name} changed in a way that \
+                     rewrites existing values without row events; the mirror stays at the \
+                     position before it (start a new mirror file to copy the table again)"
+                );
+            }
+        }
         metadata::save_fields(conn, incoming)?;
         table
             .shards
@@ -293,11 +364,11 @@ impl Writer {
         Ok(())
     }
 
-    fn statements(&mut self, schema: &Arc<ShardSchema>) -> Arc<RowSql> {
+    fn statements(&mut self, schema: &Arc<ShardSchema>) -> (Arc<RowSql>, Option<Arc<str>>) {
         let table = self.tables.entry(schema.schema.table.clone()).or_default();
-        if let Some((known, sql)) = table.statements.get(&schema.shard) {
-            if Arc::ptr_eq(known, schema) {
-                return Arc::clone(sql);
+        if let Some(known) = table.statements.get(&schema.shard) {
+            if Arc::ptr_eq(&known.schema, schema) {
+                return (Arc::clone(&known.sql), known.multi_upsert.clone());
             }
         }
         let sql = RowSql::new(
@@ -305,29 +376,55 @@ impl Writer {
             &schema.schema.column_names(),
             &schema.schema.pk_names(),
         );
-        table
-            .statements
-            .insert(schema.shard.clone(), (Arc::clone(schema), Arc::clone(&sql)));
-        sql
+        let multi_upsert: Option<Arc<str>> = multi_row_upsert(
+            &sql.upsert,
+            &schema.schema.table,
+            &schema.schema.column_names(),
+            ROWS_PER_STATEMENT,
+        )
+        .map(Arc::from);
+        let statements = Statements {
+            schema: Arc::clone(schema),
+            sql: Arc::clone(&sql),
+            multi_upsert: multi_upsert.clone(),
+        };
+        table.statements.insert(schema.shard.clone(), statements);
+        (sql, multi_upsert)
     }
 
+    /// Applies row changes in order: runs of upserts go `ROWS_PER_STATEMENT` rows per
+    /// statement, the rest one by one; deletes one by one.
     fn apply_rows(&mut self, schema: &Arc<ShardSchema>, changes: &[Change]) -> Result<()> {
         self.begin()?;
-        let sql = self.statements(schema);
+        let (sql, multi_sql) = self.statements(schema);
         let table = &schema.schema.table;
         let conn = &self.mirror.conn;
-        let mut upsert = conn
-            .prepare_cached(&sql.upsert)
-            .with_context(|| format!("preparing upsert for table {table}"))?;
-        let mut delete = conn
-            .prepare_cached(&sql.delete)
-            .with_context(|| format!("preparing delete for table {table}"))?;
-        for change in changes {
-            match change {
-                Change::Upsert(values) => upsert.execute(params_from_iter(values.iter())),
-                Change::Delete(key) => delete.execute(params_from_iter(key.iter())),
+        let prepare = |text: &str| {
+            conn.prepare_cached(text)
+                .with_context(|| format!("preparing a statement for table {table}"))
+        };
+        let (mut upsert, mut delete) = (prepare(&sql.upsert)?, prepare(&sql.delete)?);
+        let mut multi = multi_sql.as_deref().map(prepare).transpose()?;
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let upserts = rest
+                .iter()
+                .take_while(|c| matches!(c, Change::Upsert(_)))
+                .count();
+            let applied = match (first, multi.as_mut()) {
+                (Change::Delete(key), _) => delete.execute(params_from_iter(key.iter())).map(|_| 1),
+                (Change::Upsert(_), Some(multi)) if upserts >= ROWS_PER_STATEMENT => {
+                    let values = rest[..ROWS_PER_STATEMENT].iter().flat_map(change_values);
+                    multi
+                        .execute(params_from_iter(values))
+                        .map(|_| ROWS_PER_STATEMENT)
+                }
+                (Change::Upsert(values), _) => {
+                    upsert.execute(params_from_iter(values.iter())).map(|_| 1)
+                }
             }
-            .with_context(|| format!("applying a row change to table {table}"))?;
+            .with_context(|| format!("applying row changes to table {table}"))?;
+            rest = &rest[applied..];
         }
         self.pending.rows += changes.len();
         Ok(())

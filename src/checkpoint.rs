@@ -65,7 +65,8 @@ pub fn from_json(text: &str, default_keyspace: &str) -> Result<VGtid> {
         if !item.is_object() {
             bail!("each position entry must be an object like {{\"shard\": \"-80\", \"gtid\": \"...\"}}");
         }
-        if item.get("table_p_ks").is_some() {
+        let lastpks = item.get("table_p_ks");
+        if lastpks.is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
             bail!("a position with table_p_ks cannot be given by hand; resume from the mirror");
         }
         let keyspace = field(item, "keyspace")?;

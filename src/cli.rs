@@ -22,9 +22,12 @@ use crate::vstream::{parse_tablet_type, rules, StreamSpec};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log format.
+    /// Log format (logs go to stderr; filter them with RUST_LOG, e.g. RUST_LOG=debug).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VTMIRROR_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// No progress display (sync, demo); logs still go to stderr.
+    #[arg(long, short, global = true, env = "VTMIRROR_QUIET")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -43,9 +46,52 @@ pub enum Command {
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'"
     )]
     Sync(SyncArgs),
+    /// Print a keyspace's changes as they happen (writes no file), like the Vitess example
+    /// VStream client: each transaction's time, its row changes, and the VGTID after it.
+    #[command(after_help = TAIL_EXAMPLES)]
+    Tail(crate::tail::TailArgs),
+    /// Show a mirror's state, checkpoint, copy progress and lag (safe while sync runs).
+    #[command(after_help = "Examples:\n  vtmirror status --db commerce.db\n  \
+        vtmirror status --db commerce.db --json | jq .lag_seconds")]
+    Status(crate::status::StatusArgs),
+    /// Run one read-only SQL statement on a mirror (never blocks the sync writer).
+    #[command(
+        after_help = "Examples:\n  vtmirror query --db commerce.db 'SELECT count(*) FROM customer'\n  \
+        vtmirror query --db commerce.db --format csv 'SELECT * FROM corder WHERE customer_id = 7' > orders.csv\n  \
+        vtmirror query --db commerce.db --format json 'SELECT * FROM customer LIMIT 10' | jq .email"
+    )]
+    Query(crate::query::QueryArgs),
+    /// Write a consistent copy of a mirror (safe while sync runs); a sync of the copy resumes
+    /// from the checkpoint it holds.
+    #[command(
+        after_help = "Examples:\n  vtmirror snapshot --db commerce.db /backups/commerce-$(date +%F).db\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace commerce --db /backups/commerce-2026-01-02.db"
+    )]
+    Snapshot(crate::snapshot::SnapshotArgs),
     /// Run the simulated 2-shard keyspace with live writes and sync it into a local file.
+    #[command(
+        after_help = "Examples:\n  vtmirror demo\n  vtmirror demo --seconds 30 --db /tmp/demo.db"
+    )]
     Demo(crate::demo::DemoArgs),
 }
+
+const TAIL_EXAMPLES: &str = r#"Examples:
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --tablet-type replica --pos '[ {"shard":"", "gtid":"current"} ]'
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --pos '[ {"shard":"0", "gtid":"MySQL56/d714417e-b8ee-11ea-ad61-001e677affd5:1-36"} ]'
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --pos copy --tables customer --format json | jq .after
+
+Output (text):
+  Event log timestamp: 1593314922 --> 2020-06-28 03:28:42 +0000 UTC
+  +-----------------+--------+----------+------+
+  |      table      |   op   | order_id |  sku |
+  +-----------------+--------+----------+------+
+  | customer.corder | INSERT |       23 | NULL |
+  +-----------------+--------+----------+------+
+  VGTID after event:  shard_gtids:<keyspace:"customer" shard:"0" gtid:"MySQL56/d714…:1-36" >
+
+Binary columns print in hex; an update prints its before and after images. --format json prints
+one object per row change, transaction end (with the VGTID) and copy completion. Connection
+notices and "remote error: …, retrying in Ns" lines go to stderr."#;
 
 #[derive(Args, Debug, Clone)]
 pub struct SyncArgs {

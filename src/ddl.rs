@@ -1,10 +1,13 @@
-//! Keeps each mirrored SQLite table's layout equal to the merged source schema:
-//! create, add columns, or rebuild (copying the columns both layouts share).
+//! Keeps mirrored SQLite tables in line with the source: each table's layout equal to the merged
+//! source schema (create, add columns, or rebuild copying the columns both layouts share), and
+//! the table-level effects of source DDL (drop, truncate, rename table or column).
 
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
-use crate::schema::{quote, Layout};
+use crate::metadata;
+use crate::schema::{check_table_name, quote, Layout};
+use crate::source_ddl::{is_internal, SourceDdl};
 use crate::value::Storage;
 
 fn storage_from_declared(declared: &str) -> Storage {
@@ -99,6 +102,73 @@ fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) ->
     );
     conn.execute_batch(&sql)
         .with_context(|| format!("rebuilding table {table} for a changed source schema"))
+}
+
+/// Applies the table-level effect of a source DDL statement, inside the writer's transaction
+/// (so it commits with the checkpoint that follows the DDL). Statements about tables the mirror
+/// does not hold, and Vitess's internal tables (online DDL cut-overs rename through them), are
+/// ignored.
+pub fn apply_source_ddl(conn: &Connection, ddl: &SourceDdl) -> Result<()> {
+    let exists = |t: &str| -> Result<bool> { Ok(current_layout(conn, t)?.is_some()) };
+    match ddl {
+        SourceDdl::Other => {}
+        SourceDdl::Unsupported { table, reason } => {
+            if exists(table)? {
+                anyhow::bail!(
+                    "source DDL on table {table} cannot be mirrored: {reason}; the mirror stays at \
+                     the position before it (start a new mirror file to copy the table again)"
+                );
+            }
+        }
+        SourceDdl::DropTables(tables) => {
+            for table in tables.iter().filter(|t| !is_internal(t)) {
+                if exists(table)? {
+                    conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
+                        .with_context(|| format!("dropping table {table}"))?;
+                }
+                metadata::forget_table(conn, table)?;
+            }
+        }
+        SourceDdl::Truncate(table) => {
+            if exists(table)? {
+                conn.execute_batch(&format!("DELETE FROM {}", quote(table)))
+                    .with_context(|| format!("truncating table {table}"))?;
+            }
+        }
+        SourceDdl::RenameTables(pairs) => {
+            for (from, to) in pairs {
+                if is_internal(from) || is_internal(to) || !exists(from)? {
+                    continue;
+                }
+                check_table_name(to)?;
+                if exists(to)? {
+                    conn.execute_batch(&format!("DROP TABLE {}", quote(to)))?;
+                }
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    quote(from),
+                    quote(to)
+                ))
+                .with_context(|| format!("renaming table {from} to {to}"))?;
+                metadata::rename_table(conn, from, to)?;
+            }
+        }
+        SourceDdl::RenameColumn { table, from, to } => {
+            let has_column = current_layout(conn, table)?
+                .is_some_and(|l| l.columns.iter().any(|(n, _)| n == from));
+            if has_column {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
+                    quote(table),
+                    quote(from),
+                    quote(to)
+                ))
+                .with_context(|| format!("renaming a column of table {table}"))?;
+                metadata::rename_field(conn, table, from, to)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub enum Step {
         /// Binlog time of the transaction in seconds (0 during copy).
         event_time: i64,
     },
+    /// A source DDL statement's table-level effect (column changes come as FIELD events).
+    Ddl(crate::source_ddl::SourceDdl),
     ShardCopyCompleted {
         shard: String,
     },
@@ -129,7 +131,10 @@ impl Decoder {
                 }
                 self.end(EndKind::Commit, out);
             }
-            VEventType::Ddl => self.end(EndKind::Ddl, out),
+            VEventType::Ddl => {
+                out.push(Step::Ddl(crate::source_ddl::parse(&event.statement)));
+                self.end(EndKind::Ddl, out)
+            }
             VEventType::Other => self.end(EndKind::Other, out),
             VEventType::CopyCompleted => self.copy_completed(&event, out)?,
             VEventType::Heartbeat => out.push(Step::Heartbeat {

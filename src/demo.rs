@@ -1,5 +1,5 @@
 //! `vtmirror demo`: the simulated vtgate with a sample 2-shard keyspace and live writes,
-//! synced into a local file; plus the periodic progress log shared with `sync`.
+//! synced into a local file.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use clap::Args;
 use crate::batch::CommitPolicy;
 use crate::progress::Progress;
 use crate::proto::topodata::TabletType;
+use crate::report::{Mode, Reporter};
 use crate::sim::{spawn_live_writes, ModelSpec, SharedModel, SimVtgate};
 use crate::store::Durability;
 use crate::sync::{StartFrom, SyncOptions};
@@ -33,31 +34,12 @@ pub struct DemoArgs {
     pub seconds: u64,
 }
 
-/// Logs a progress line every few seconds until aborted.
-pub fn spawn_progress_log(progress: Arc<Progress>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = progress.snapshot();
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let now = progress.snapshot();
-            let rows_per_sec = (now.rows - last.rows) / 5;
-            tracing::info!(
-                copied_rows = now.copied_rows,
-                transactions = now.transactions,
-                rows_per_sec,
-                commits = now.commits,
-                copy_completed = now.copy_completed,
-                "progress"
-            );
-            last = now;
-        }
-    })
-}
-
 /// Runs the simulated keyspace and syncs it into `args.db` until Ctrl-C (or `--seconds`).
-pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    args: DemoArgs,
+    mode: Mode,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let model = SharedModel::new(ModelSpec::demo(args.rows_per_table));
     let server = SimVtgate::start(model.clone(), "127.0.0.1:0")
         .await
@@ -67,7 +49,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     print_intro(&args, &server);
     let opts = demo_options(&args, &server.endpoint());
     let progress = Arc::new(Progress::default());
-    let reporter = spawn_progress_log(Arc::clone(&progress));
+    let reporter = Reporter::start(Arc::clone(&progress), args.db.clone(), mode);
     let seconds = args.seconds;
     let stop = async move {
         if seconds == 0 {
@@ -80,7 +62,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     };
     let outcome = crate::sync::run(opts, Arc::clone(&progress), stop).await;
-    reporter.abort();
+    reporter.stop();
     let _ = stop_tx.send(true);
     let written = writes.await.unwrap_or(0);
     server.shutdown().await;

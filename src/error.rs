@@ -24,6 +24,8 @@ const DEFINITE_TEXT: &[&str] = &[
     "unknown gtidset flavor",
     "is not present in the database",
     "unknown table",
+    "code: invalid_argument", // a tablet error at a fixed position: it fails the same way again
+    "failed to build table replication plan",
 ];
 
 pub fn classify(err: &anyhow::Error) -> Class {
@@ -131,6 +133,38 @@ impl Backoff {
         let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
         ceiling.mul_f64(0.5 + fraction / 2.0)
     }
+}
+
+/// One line for a person: the error chain (gRPC statuses as `CODE: message`) and, for the
+/// definite errors people meet, what to do about it.
+pub fn render(err: &anyhow::Error) -> String {
+    let parts: Vec<String> = err
+        .chain()
+        .map(|cause| match cause.downcast_ref::<tonic::Status>() {
+            Some(status) => format!("{:?}: {}", status.code(), status.message()),
+            None => cause.to_string(),
+        })
+        .collect();
+    let mut line = parts.join(": ");
+    if let Some(hint) = hint(&line.to_lowercase()) {
+        line.push_str(" — ");
+        line.push_str(hint);
+    }
+    line
+}
+
+fn hint(text: &str) -> Option<&'static str> {
+    const HINTS: &[(&str, &str)] = &[
+        ("not found in the", "the stored position names a shard that no longer exists (removed after a reshard); this mirror cannot resume: start a new mirror file to copy the keyspace again"),
+        ("purged", "the source no longer has the binlogs after the stored position; this mirror cannot resume: start a new mirror file to copy the keyspace again"),
+        ("gtidset mismatch", "the stored position is not on this source (another cluster, or restored from a backup); start a new mirror file"),
+        ("unauthenticated", "vtgate refused the credentials"),
+        ("already writing", "stop the other sync first, or use another --db file"),
+    ];
+    HINTS
+        .iter()
+        .find(|(pattern, _)| text.contains(pattern))
+        .map(|(_, hint)| *hint)
 }
 
 #[cfg(test)]

@@ -17,16 +17,24 @@
 //! | `decode` | VEvents → steps; validates every wire fact, never panics |
 //! | `value` | Vitess type + bytes → SQLite value |
 //! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |
-//! | `ddl` | create / alter / rebuild mirrored tables |
+//! | `source_ddl` | table-level meaning of a source DDL statement (drop, truncate, renames) |
+//! | `ddl` | create / alter / rebuild mirrored tables; apply source DDL effects |
 //! | `checkpoint` | the stored VGtid and the safe resume position |
 //! | `resume` | the start position of a sync, from the mirror's metadata |
 //! | `batch` | group commit policy |
 //! | `apply` | the writer thread: steps → SQLite transactions |
+//! | `upsert` | multi-row upsert statements for runs of row changes |
 //! | `store` | the mirror file: pragmas, migrations, lock, identity |
 //! | `metadata` | reads and writes of the `_vtmirror_*` tables |
 //! | `error` | transient vs definite errors; backoff |
 //! | `progress` | live counters for progress reporting |
 //! | `demo` | `vtmirror demo`: the simulated vtgate synced into `demo.db` |
+//! | `tail` | `vtmirror tail`: print a keyspace's changes (no file), like the Vitess example client |
+//! | `status` | `vtmirror status`: state, checkpoint, copy progress and lag of a mirror, read-only |
+//! | `query` | `vtmirror query`: read-only SQL on a mirror as a table, CSV or JSON |
+//! | `snapshot` | `vtmirror snapshot`: a consistent copy of a mirror that can resume syncing |
+//! | `report` | progress display of `sync`/`demo` (terminal line or periodic logs), log writer |
+//! | `render` | text tables, hex, counts and sizes shared by the commands' output |
 //! | `sim` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
 //!
 //! # Invariants
@@ -52,10 +60,18 @@ pub mod error;
 pub mod metadata;
 pub mod progress;
 pub mod proto;
+pub mod query;
+pub mod render;
+pub mod report;
 pub mod resume;
 pub mod schema;
 pub mod sim;
+pub mod snapshot;
+pub mod source_ddl;
+pub mod status;
 pub mod store;
 pub mod sync;
+pub mod tail;
+pub mod upsert;
 pub mod value;
 pub mod vstream;

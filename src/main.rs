@@ -1,19 +1,23 @@
 //! The `vtmirror` binary: parse flags, set up logging, dispatch. Errors end as one line on
-//! stderr and a non-zero exit.
+//! stderr and a non-zero exit (2 for bad flags); a closed output pipe is a normal end.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vtmirror::cli::{Cli, Command, LogFormat};
 use vtmirror::progress::Progress;
+use vtmirror::render::is_broken_pipe;
+use vtmirror::report::{LogWriter, Mode, Reporter};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(LogWriter);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -38,23 +42,66 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested; finishing the open batch");
 }
 
+async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
+    let opts = args.options()?;
+    // A typo in --vtgate shows at once; later connection losses are retried forever.
+    vtmirror::vstream::connect(&opts.spec.vtgate)
+        .await
+        .context("vtgate is unreachable; check --vtgate")?;
+    let progress = Arc::new(Progress::default());
+    let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
+    let outcome = vtmirror::sync::run(opts, progress, shutdown_signal()).await;
+    reporter.stop();
+    tracing::info!(?outcome, "sync finished");
+    outcome.map(|_| ())
+}
+
+async fn tail(args: vtmirror::tail::TailArgs) -> anyhow::Result<()> {
+    let opts = args.options()?;
+    let (mut out, mut notices) = (std::io::stdout(), std::io::stderr());
+    let sinks = vtmirror::tail::Sinks {
+        out: &mut out,
+        notices: &mut notices,
+    };
+    vtmirror::tail::run(&opts, sinks, shutdown_signal()).await
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mode = Mode::choose(cli.quiet);
+    let mut stdout = std::io::stdout();
     match cli.command {
-        Command::Sync(args) => {
-            let opts = args.options()?;
-            let progress = Arc::new(Progress::default());
-            let reporter = vtmirror::demo::spawn_progress_log(Arc::clone(&progress));
-            let outcome = vtmirror::sync::run(opts, progress, shutdown_signal()).await;
-            reporter.abort();
-            tracing::info!(?outcome, "sync finished");
-            outcome.map(|_| ())
+        Command::Sync(args) => sync(args, mode).await,
+        Command::Tail(args) => tail(args).await,
+        Command::Status(args) => vtmirror::status::run(&args, &mut stdout),
+        Command::Query(args) => vtmirror::query::run(&args, &mut stdout),
+        Command::Snapshot(args) => vtmirror::snapshot::run(&args, &mut stdout),
+        Command::Demo(args) => vtmirror::demo::run(args, mode, shutdown_signal()).await,
+    }
+}
+
+/// Help and version print as clap prints them; any other flag error is one line.
+fn parse() -> Result<Cli, ExitCode> {
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
         }
-        Command::Demo(args) => vtmirror::demo::run(args, shutdown_signal()).await,
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("vtmirror: {first} (see vtmirror --help)");
+            Err(ExitCode::from(2))
+        }
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -69,9 +116,15 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vtmirror: {e:#}");
+            eprintln!("vtmirror: {}", one_line(&vtmirror::error::render(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Error chains can carry server text with newlines; the exit message stays on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -262,3 +262,51 @@ pub fn restart_table_copy(tx: &Connection, table: &str, stored: &mut VGtid) -> R
     }
     save_checkpoint(tx, stored, 0, 0)
 }
+
+/// Forgets a dropped table's schema and copy state.
+pub fn forget_table(conn: &Connection, table: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM _vtmirror_fields WHERE table_name = ?1",
+        [table],
+    )?;
+    conn.execute(
+        "DELETE FROM _vtmirror_copy_state WHERE table_name = ?1",
+        [table],
+    )?;
+    Ok(())
+}
+
+/// Moves a renamed table's schema and copy state to its new name.
+pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
+    forget_table(conn, to)?;
+    conn.execute(
+        "UPDATE _vtmirror_fields SET table_name = ?2 WHERE table_name = ?1",
+        [from, to],
+    )?;
+    conn.execute(
+        "UPDATE _vtmirror_copy_state SET table_name = ?2 WHERE table_name = ?1",
+        [from, to],
+    )?;
+    Ok(())
+}
+
+/// Renames a column in every stored shard schema of a table (name and stored Field).
+pub fn rename_field(conn: &Connection, table: &str, from: &str, to: &str) -> Result<()> {
+    let mut stmt = conn.prepare(
+        "SELECT shard, ordinal, field FROM _vtmirror_fields WHERE table_name = ?1 AND name = ?2",
+    )?;
+    let rows: Vec<(String, i64, Vec<u8>)> = stmt
+        .query_map([table, from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (shard, ordinal, bytes) in rows {
+        let mut field =
+            Field::decode(bytes.as_slice()).context("stored field is not a query.Field")?;
+        field.name = to.to_string();
+        conn.execute(
+            "UPDATE _vtmirror_fields SET name = ?1, field = ?2 WHERE shard = ?3 AND table_name = ?4 AND ordinal = ?5",
+            params![to, field.encode_to_vec(), shard, table, ordinal],
+        )
+        .with_context(|| format!("renaming a column of table {table}"))?;
+    }
+    Ok(())
+}

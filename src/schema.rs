@@ -213,6 +213,40 @@ impl RowSql {
     }
 }
 
+/// A column both schemas have whose type changed in a way that makes MySQL rewrite stored
+/// values without row events (DECIMAL scale, fractional seconds, charset, type family), so
+/// the mirror's existing values would silently differ. Widening an integer or a string keeps
+/// the values and is fine.
+pub fn value_rewriting_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
+    for column in &new.columns {
+        let Some(before) = old.columns.iter().find(|c| c.name == column.name) else {
+            continue;
+        };
+        let (a, b) = (&before.ctype, &column.ctype);
+        if a.vitess_type == b.vitess_type
+            && before.field.decimals == column.field.decimals
+            && a.collation == b.collation
+        {
+            continue;
+        }
+        let both_integers =
+            before.storage() == Storage::Integer && column.storage() == Storage::Integer;
+        let both_strings = a.collation == b.collation
+            && [a.vitess_type, b.vitess_type].iter().all(|t| {
+                matches!(
+                    *t,
+                    crate::value::vtype::VARCHAR
+                        | crate::value::vtype::CHAR
+                        | crate::value::vtype::TEXT
+                )
+            });
+        if !(both_integers || both_strings) {
+            return Some(column.name.clone());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

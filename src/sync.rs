@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::apply::{Writer, WriterMsg};
+use crate::apply::{QueuedSteps, Writer, WriterMsg};
 use crate::batch::CommitPolicy;
 use crate::checkpoint;
 use crate::decode::{Decoder, Step};
@@ -41,7 +41,10 @@ pub struct SyncOptions {
     pub policy: CommitPolicy,
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// VStream responses buffered between the stream and the writer (back-pressure).
+    /// Full-size VStream responses buffered between the stream and the writer
+    /// (back-pressure): the queue holds at most `queue_depth` × 2000 row changes, so small
+    /// responses (one replication transaction each) queue deep enough for group commit
+    /// while a copy's large ones keep memory bounded.
     pub queue_depth: usize,
 }
 
@@ -119,16 +122,60 @@ pub async fn run(
 
 type WriterThread = std::thread::JoinHandle<(Mirror, Result<()>)>;
 
+/// Row changes one queue slot stands for: a full copy batch.
+const ROWS_PER_QUEUE_SLOT: usize = 2000;
+/// Messages one queue slot stands for when they are small.
+const MESSAGES_PER_QUEUE_SLOT: usize = 64;
+
+/// The sending side of the writer queue, bounded by messages and by queued row changes.
+struct Queue {
+    tx: mpsc::Sender<WriterMsg>,
+    rows: Arc<Semaphore>,
+    row_budget: usize,
+}
+
+impl Queue {
+    fn new(depth: usize) -> (Queue, mpsc::Receiver<WriterMsg>) {
+        let depth = depth.max(1);
+        let (tx, rx) = mpsc::channel(depth * MESSAGES_PER_QUEUE_SLOT);
+        let row_budget = depth * ROWS_PER_QUEUE_SLOT;
+        let rows = Arc::new(Semaphore::new(row_budget));
+        let queue = Queue {
+            tx,
+            rows,
+            row_budget,
+        };
+        (queue, rx)
+    }
+
+    /// Waits for room for `steps`, then queues them; Err when the writer stopped.
+    async fn send_steps(&self, steps: Vec<Step>) -> Result<()> {
+        let rows: usize = steps
+            .iter()
+            .map(|s| match s {
+                Step::Rows { changes, .. } => changes.len(),
+                _ => 0,
+            })
+            .sum();
+        let wanted = rows.clamp(1, self.row_budget) as u32;
+        let slot = Arc::clone(&self.rows)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| anyhow!("the mirror writer stopped"))?;
+        let msg = WriterMsg::Steps(QueuedSteps { steps, slot });
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| anyhow!("the mirror writer stopped"))
+    }
+}
+
 fn spawn_writer(
     opts: &SyncOptions,
     mirror: Mirror,
     progress: &Arc<Progress>,
-) -> (
-    mpsc::Sender<WriterMsg>,
-    oneshot::Receiver<Start>,
-    WriterThread,
-) {
-    let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+) -> (Queue, oneshot::Receiver<Start>, WriterThread) {
+    let (queue, rx) = Queue::new(opts.queue_depth);
     let (start_tx, start_rx) = oneshot::channel();
     let fresh = opts.fresh_position();
     let policy = opts.policy;
@@ -141,7 +188,7 @@ fn spawn_writer(
         let _ = start_tx.send(start);
         Writer::new(mirror, policy, progress).run(rx)
     });
-    (tx, start_rx, handle)
+    (queue, start_rx, handle)
 }
 
 /// One connection's life. Always returns the mirror (the lock stays held across attempts).
@@ -151,18 +198,18 @@ async fn attempt(
     progress: &Arc<Progress>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<(Mirror, Result<Outcome>)> {
-    let (tx, start_rx, handle) = spawn_writer(opts, mirror, progress);
+    let (queue, start_rx, handle) = spawn_writer(opts, mirror, progress);
     let result = match start_rx.await {
-        Ok(start) => stream(opts, start, &tx, shutdown).await,
+        Ok(start) => stream(opts, start, &queue, shutdown).await,
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
     };
     if result.is_ok() {
         let (reply, done) = oneshot::channel();
-        if tx.send(WriterMsg::Finish(reply)).await.is_ok() {
+        if queue.tx.send(WriterMsg::Finish(reply)).await.is_ok() {
             let _ = done.await;
         }
     }
-    drop(tx);
+    drop(queue);
     let joined = tokio::task::spawn_blocking(move || handle.join()).await;
     let Ok(Ok((mirror, written))) = joined else {
         anyhow::bail!("the mirror writer thread crashed; the mirror keeps its last commit");
@@ -185,7 +232,7 @@ fn copy_requested(position: &VGtid) -> bool {
 async fn stream(
     opts: &SyncOptions,
     start: Start,
-    tx: &mpsc::Sender<WriterMsg>,
+    queue: &Queue,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
@@ -237,8 +284,8 @@ async fn stream(
         if data {
             last_data = Instant::now();
         }
-        if !steps.is_empty() && tx.send(WriterMsg::Steps(steps)).await.is_err() {
-            return Err(anyhow!("the mirror writer stopped"));
+        if !steps.is_empty() {
+            queue.send_steps(steps).await?;
         }
         if opts.exit_when_caught_up
             && copy_done

@@ -105,28 +105,33 @@ pub fn parse_tablet_type(text: &str) -> Result<TabletType> {
     }
 }
 
+/// A rule for one table. vttablet plans a plain table name's replication from the filter as a
+/// SELECT (an empty filter fails there with "Query was empty"), so it always gets one.
+fn table_rule(table: &str, filter: &str) -> Rule {
+    let filter = if filter.is_empty() && !table.starts_with('/') {
+        format!("select * from `{}`", table.replace('`', "``"))
+    } else {
+        filter.to_string()
+    };
+    Rule {
+        r#match: table.to_string(),
+        filter,
+    }
+}
+
 /// Filter rules from `--tables a,b` and `--rule MATCH[=FILTER]`; none = every table.
 pub fn rules(tables: &[String], rule_args: &[String]) -> Vec<Rule> {
     let mut rules: Vec<Rule> = tables
         .iter()
         .filter(|t| !t.is_empty())
-        .map(|t| Rule {
-            r#match: t.clone(),
-            filter: String::new(),
-        })
+        .map(|t| table_rule(t, ""))
         .collect();
     for arg in rule_args {
         let (m, f) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
-        rules.push(Rule {
-            r#match: m.to_string(),
-            filter: f.to_string(),
-        });
+        rules.push(table_rule(m, f));
     }
     if rules.is_empty() {
-        rules.push(Rule {
-            r#match: "/.*".into(),
-            filter: String::new(),
-        });
+        rules.push(table_rule("/.*", ""));
     }
     rules
 }
@@ -149,6 +154,10 @@ mod tests {
             &["t=select id, name from t where x = 1".into()],
         );
         assert_eq!(r[0].r#match, "a");
+        assert_eq!(
+            r[0].filter, "select * from `a`",
+            "a table name always gets a SELECT"
+        );
         assert_eq!(r[1].r#match, "t");
         assert_eq!(r[1].filter, "select id, name from t where x = 1");
     }

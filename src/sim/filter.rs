@@ -3,7 +3,8 @@
 //! `match` is a table name or `/regex` (a leading and trailing `/` are trimmed, as vttablet
 //! does). Regexes are matched like Go's `regexp.MatchString` (unanchored search) with a small
 //! engine supporting literals, `.`, `*`, `^` and `$`; anything else is UNIMPLEMENTED here.
-//! A rule's `filter` may be empty or `select * from <table>`; other filters are UNIMPLEMENTED.
+//! A regex rule's `filter` must be empty; a table name's must be `select * from <table>` (as in
+//! vttablet, where an empty one fails with "Query was empty"); other filters are UNIMPLEMENTED.
 
 use tonic::Status;
 
@@ -62,7 +63,14 @@ impl TableFilter {
 fn check_rule_filter(m: &Matcher, matched: &str, filter: &str) -> Result<(), Status> {
     let f = filter.trim();
     if f.is_empty() {
-        return Ok(());
+        // vttablet builds a plain table name's replication plan from the filter as a SELECT;
+        // an empty one fails there ("Query was empty"), so refuse it up front.
+        return match m {
+            Matcher::Regex(_) => Ok(()),
+            Matcher::Name(_) => Err(Status::invalid_argument(format!(
+                "Query was empty: rule for table {matched:?} needs a 'select * from {matched}' filter"
+            ))),
+        };
     }
     let words: Vec<String> = f
         .split_whitespace()
@@ -153,6 +161,13 @@ mod tests {
             rules,
             ..Filter::default()
         }))
+    }
+
+    #[test]
+    fn a_table_name_with_an_empty_filter_is_refused_like_vttablet() {
+        let e = filter(&[("corder", "")]).err().unwrap();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("Query was empty"));
     }
 
     #[test]

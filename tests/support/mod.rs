@@ -188,3 +188,45 @@ pub fn copied_rows(db: &Path) -> i64 {
     )
     .unwrap()
 }
+pub mod vitess;
+
+/// `vtmirror tail` options against the simulated keyspace, with fast retries.
+pub fn tail_options(
+    endpoint: &str,
+    position: vtmirror::proto::binlogdata::VGtid,
+    format: vtmirror::tail::Format,
+    count: Option<u64>,
+) -> vtmirror::tail::TailOptions {
+    vtmirror::tail::TailOptions {
+        spec: options(endpoint, Path::new("unused.db")).spec,
+        position,
+        format,
+        count,
+        backoff_base: Duration::from_millis(20),
+        backoff_cap: Duration::from_millis(100),
+    }
+}
+
+/// Runs a tail until its count or `limit` elapses; returns its result, stdout and stderr text.
+pub async fn run_tail(
+    opts: vtmirror::tail::TailOptions,
+    limit: Duration,
+) -> (anyhow::Result<()>, String, String) {
+    let (mut out, mut notices) = (Vec::new(), Vec::new());
+    let sinks = vtmirror::tail::Sinks {
+        out: &mut out,
+        notices: &mut notices,
+    };
+    let result = vtmirror::tail::run(&opts, sinks, tokio::time::sleep(limit)).await;
+    let text = |b: Vec<u8>| String::from_utf8(b).expect("tail prints UTF-8");
+    (result, text(out), text(notices))
+}
+
+/// A customer row of the demo schema: id, email, created.
+pub fn customer_row(id: i64, email: &str) -> vtmirror::sim::Row {
+    vec![
+        Some(id.to_string().into_bytes()),
+        Some(email.as_bytes().to_vec()),
+        Some(b"2024-01-02 03:04:05.000000".to_vec()),
+    ]
+}

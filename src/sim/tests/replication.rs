@@ -85,7 +85,9 @@ async fn replication_sends_updates_deletes_and_bare_names_on_request() {
 async fn transaction_without_filtered_tables_is_begin_vgtid_commit() {
     let mut h = harness(10, StreamOptions::default()).await;
     let mut req = request(h.model.positions(), VStreamFlags::default());
-    req.filter.as_mut().unwrap().rules[0].r#match = "customer".into();
+    let rule = &mut req.filter.as_mut().unwrap().rules[0];
+    rule.r#match = "customer".into();
+    rule.filter = "select * from customer".into();
     let mut s = open(&mut h, req).await;
     h.model.large_transaction("corder", 1).unwrap();
     let mut evs = Vec::new();

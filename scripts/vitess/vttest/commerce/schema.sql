@@ -12,3 +12,4 @@ CREATE TABLE corder (
   price BIGINT,
   PRIMARY KEY (order_id)
 ) ENGINE=InnoDB;
+

@@ -1,0 +1,365 @@
+//! vtmirror's benchmark harness: the same data through the physical limits (L0 plain SQLite,
+//! D0 receive + decode), vtmirror end to end (T) and a naive consumer (N), with ratios.
+//! Run it through `scripts/bench.sh` (see BENCHMARKS.md); `cargo test` only compiles it.
+
+mod arms;
+mod lag;
+mod measure;
+mod replay;
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use arms::SyncRun;
+use measure::{Arm, Run};
+use workload::{Stream, KEYSPACE};
+
+/// argv[1] that turns this binary into `vtmirror sync` (the T arm's child process).
+pub const SYNC_CHILD: &str = "__sync";
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "vtmirror benchmark: L0 / D0 / T / N arms with ratios")]
+struct Args {
+    /// 1M-row copy and replication only, naive arm on a short prefix (< 5 minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Repetitions per arm (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Replication transactions.
+    #[arg(long, default_value_t = 200_000)]
+    transactions: usize,
+    /// Offered rate of the lag measurement (transactions per second).
+    #[arg(long, default_value_t = 5000.0)]
+    lag_rate: f64,
+    /// Only these workloads (copy-1M, copy-5M, replication, lag), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Write the results into this markdown file between the bench markers.
+    #[arg(long)]
+    update_doc: Option<PathBuf>,
+    /// Extra `vtmirror sync` flags for the T arm (e.g. "--max-batch-rows=50000").
+    #[arg(long, allow_hyphen_values = true)]
+    sync_arg: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, workload: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|w| w == workload)
+    }
+    fn naive_rows(&self) -> usize {
+        if self.quick {
+            2_000
+        } else {
+            10_000
+        }
+    }
+    fn lag_seconds(&self) -> f64 {
+        if self.quick {
+            4.0
+        } else {
+            10.0
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(SYNC_CHILD) {
+        return sync_child(&argv[2..]);
+    }
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+/// The T arm's child: `vtmirror sync` from the library with the binary's own flag parsing,
+/// printing its final counters as JSON.
+fn sync_child(flags: &[String]) -> Result<()> {
+    let argv = ["vtmirror", "sync"]
+        .into_iter()
+        .map(String::from)
+        .chain(flags.iter().cloned());
+    let cli = vtmirror::cli::Cli::parse_from(argv);
+    let vtmirror::cli::Command::Sync(sync) = cli.command else {
+        anyhow::bail!("the sync child only runs sync");
+    };
+    let opts = sync.options()?;
+    let progress = Arc::new(vtmirror::progress::Progress::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(vtmirror::sync::run(
+        opts,
+        Arc::clone(&progress),
+        std::future::pending(),
+    ))?;
+    let s = progress.snapshot();
+    println!(
+        r#"{{"commits":{},"rows":{},"committed_at_ms":{},"peak_rss_kb":{},"disk_written":{}}}"#,
+        s.commits,
+        s.rows,
+        s.committed_at_ms,
+        peak_rss_kb(),
+        measure::disk_written()
+    );
+    Ok(())
+}
+
+/// This process's peak RSS (VmHWM). wait4's ru_maxrss would also count the parent's pages
+/// the child shared between fork and exec.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run(args: Args) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut results = report::Results::default();
+    if args.wants("copy-1M") {
+        results
+            .copies
+            .push(copy_workload(&args, 1_000_000, dir.path()).await?);
+    }
+    if !args.quick && args.wants("copy-5M") {
+        results
+            .copies
+            .push(copy_workload(&args, 5_000_000, dir.path()).await?);
+    }
+    if args.wants("replication") || args.wants("lag") {
+        let txns = workload::replication_transactions(args.transactions);
+        let stream = workload::replication_stream(&txns);
+        if args.wants("replication") {
+            results.replication =
+                Some(replication_workload(&args, &txns, &stream, dir.path()).await?);
+        }
+        if args.wants("lag") {
+            results.lag = Some(lag_workload(&args, &stream, dir.path()).await?);
+        }
+    }
+    let text = report::render(&args_line(&args), &results);
+    println!("{text}");
+    if let Some(doc) = &args.update_doc {
+        report::update_doc(doc, &text)?;
+    }
+    Ok(())
+}
+
+fn args_line(args: &Args) -> String {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    format!("`scripts/bench.sh {}` ({} reps)", argv.join(" "), args.reps)
+}
+
+fn fresh_db(dir: &std::path::Path, name: &str) -> PathBuf {
+    let db = dir.join(name);
+    for suffix in ["", "-wal", "-shm", ".sync-lock"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(path));
+    }
+    db
+}
+
+fn repeat(
+    args: &Args,
+    name: &str,
+    workload: &str,
+    mut once: impl FnMut() -> Result<Run>,
+) -> Result<Arm> {
+    let mut runs = Vec::new();
+    for rep in 0..args.reps {
+        let run = once().with_context(|| format!("{workload} {name} repetition {rep}"))?;
+        eprintln!(
+            "  {workload:<12} {name:<3} rep {rep}: {:>10.0} rows/s",
+            run.rows_per_sec()
+        );
+        runs.push(run);
+    }
+    Ok(Arm {
+        name: name.into(),
+        workload: workload.into(),
+        runs,
+    })
+}
+
+async fn repeat_async<F, Fut>(args: &Args, name: &str, workload: &str, mut once: F) -> Result<Arm>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Run>>,
+{
+    let mut runs = Vec::new();
+    for rep in 0..args.reps {
+        let run = once()
+            .await
+            .with_context(|| format!("{workload} {name} repetition {rep}"))?;
+        eprintln!(
+            "  {workload:<12} {name:<3} rep {rep}: {:>10.0} rows/s",
+            run.rows_per_sec()
+        );
+        runs.push(run);
+    }
+    Ok(Arm {
+        name: name.into(),
+        workload: workload.into(),
+        runs,
+    })
+}
+
+/// T: `vtmirror sync` against the replay server, checked to hold `expected_rows` rows.
+async fn end_to_end(
+    args: &Args,
+    stream: &Stream,
+    start: &str,
+    expected_rows: u64,
+    dir: &std::path::Path,
+) -> Result<Run> {
+    let feed = replay::Feed::new(Arc::new(stream.responses.clone()), None);
+    let server = replay::ReplayServer::start(feed).await?;
+    let sync = SyncRun {
+        vtgate: server.endpoint(),
+        keyspace: KEYSPACE.into(),
+        db: fresh_db(dir, "t.db"),
+        start: start.into(),
+        extra_args: args.sync_arg.clone(),
+    };
+    let payload = stream.payload_bytes;
+    let db = sync.db.clone();
+    let result = tokio::task::spawn_blocking(move || sync.run(payload)).await?;
+    server.shutdown().await;
+    let (run, _) = result?;
+    let held = arms::mirrored_rows(&db)?;
+    anyhow::ensure!(
+        held == expected_rows,
+        "T mirrored {held} rows, expected {expected_rows}"
+    );
+    Ok(run)
+}
+
+async fn copy_workload(
+    args: &Args,
+    rows: usize,
+    dir: &std::path::Path,
+) -> Result<report::CopyResult> {
+    let name = format!("copy-{}M", rows / 1_000_000);
+    eprintln!("{name}: generating {rows} rows");
+    let stream = workload::copy_stream(rows);
+    let decoded = workload::copy_rows_decoded(&workload::table_schema(), rows);
+    let payload = stream.payload_bytes;
+    let l0 = repeat(args, "L0", &name, || {
+        arms::l0_copy(&fresh_db(dir, "l0.db"), &decoded, payload, 1)
+    })?;
+    let l0m = repeat(args, "L0m", &name, || {
+        arms::l0_copy(&fresh_db(dir, "l0.db"), &decoded, payload, 32)
+    })?;
+    let responses = Arc::new(stream.responses.clone());
+    let d0 = repeat_async(args, "D0", &name, || {
+        arms::d0(Arc::clone(&responses), payload)
+    })
+    .await?;
+    let t = repeat_async(args, "T", &name, || {
+        end_to_end(args, &stream, "copy", rows as u64, dir)
+    })
+    .await?;
+    let prefix = &decoded[..args.naive_rows()];
+    let prefix_payload = payload * prefix.len() as u64 / rows as u64;
+    let n = repeat(args, "N", &name, || {
+        arms::naive_copy(&fresh_db(dir, "n.db"), prefix, prefix_payload)
+    })?;
+    Ok(report::CopyResult {
+        rows,
+        wire_bytes: stream.wire_bytes(),
+        l0,
+        l0m,
+        d0,
+        t,
+        n,
+    })
+}
+
+async fn replication_workload(
+    args: &Args,
+    txns: &[Vec<workload::Op>],
+    stream: &Stream,
+    dir: &std::path::Path,
+) -> Result<report::ReplicationResult> {
+    let name = "replication";
+    let decoded = workload::decode_transactions(&workload::table_schema(), txns);
+    let payload = stream.payload_bytes;
+    let live = decoded.iter().flatten().fold(0i64, |n, op| match op {
+        workload::DecodedOp::Insert(_) => n + 1,
+        workload::DecodedOp::Delete(_) => n - 1,
+        workload::DecodedOp::Update(_) => n,
+    }) as u64;
+    let l0 = repeat(args, "L0", name, || {
+        arms::l0_replication(&fresh_db(dir, "l0.db"), &decoded, payload)
+    })?;
+    let responses = Arc::new(stream.responses.clone());
+    let d0 = repeat_async(args, "D0", name, || {
+        arms::d0(Arc::clone(&responses), payload)
+    })
+    .await?;
+    let start = workload::replication_start_json();
+    let t = repeat_async(args, "T", name, || {
+        end_to_end(args, stream, &start, live, dir)
+    })
+    .await?;
+    Ok(report::ReplicationResult {
+        transactions: stream.transactions,
+        row_changes: stream.row_changes,
+        l0,
+        d0,
+        t,
+    })
+}
+
+async fn lag_workload(
+    args: &Args,
+    stream: &Stream,
+    dir: &std::path::Path,
+) -> Result<report::LagResult> {
+    let count = ((args.lag_rate * args.lag_seconds()) as usize).min(stream.responses.len());
+    let responses = Arc::new(stream.responses[..count].to_vec());
+    let payload = stream.payload_bytes * count as u64 / stream.responses.len() as u64;
+    let mut runs = Vec::new();
+    for rep in 0..args.reps {
+        let sync = SyncRun {
+            vtgate: String::new(),
+            keyspace: KEYSPACE.into(),
+            db: fresh_db(dir, "lag.db"),
+            start: workload::replication_start_json(),
+            extra_args: args.sync_arg.clone(),
+        };
+        let run =
+            lag::paced_replication(Arc::clone(&responses), args.lag_rate, sync, payload).await?;
+        eprintln!(
+            "  lag          T   rep {rep}: p50 {:?} p99 {:?} ({} transactions)",
+            run.p50(),
+            run.p99(),
+            run.lags.len()
+        );
+        anyhow::ensure!(
+            run.lags.len() == count,
+            "only {} of {count} transactions were seen committed",
+            run.lags.len()
+        );
+        runs.push(run);
+    }
+    Ok(report::LagResult {
+        rate: args.lag_rate,
+        transactions: count,
+        runs,
+    })
+}

@@ -1,0 +1,180 @@
+//! The replay server: a vtgate `VStream` endpoint on loopback that streams pre-encoded
+//! responses from memory (no per-request encoding), optionally paced at an offered rate,
+//! then keeps the stream open like an idle vtgate.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use prost::encoding::{DecodeContext, WireType};
+use tokio::sync::oneshot;
+use tokio_stream::{Stream, StreamExt};
+use tonic::body::Body;
+use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, ServerStreamingService};
+use tonic::Status;
+use tonic_prost::ProstCodec;
+use vtmirror::proto::vtgate::VStreamRequest;
+
+/// An already encoded `VStreamResponse`: "encoding" it copies the bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreEncoded(Bytes);
+
+impl prost::Message for PreEncoded {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        buf.put_slice(&self.0);
+    }
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+    fn clear(&mut self) {
+        self.0 = Bytes::new();
+    }
+}
+
+/// What every stream opened on the server sends.
+pub struct Feed {
+    pub responses: Arc<Vec<Bytes>>,
+    /// Responses per second; None = as fast as the client reads.
+    pub offered_rate: Option<f64>,
+    /// When each response was handed to the transport (paced feeds only).
+    pub sent_at: Mutex<Vec<Instant>>,
+}
+
+impl Feed {
+    pub fn new(responses: Arc<Vec<Bytes>>, offered_rate: Option<f64>) -> Arc<Self> {
+        Arc::new(Feed {
+            responses,
+            offered_rate,
+            sent_at: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<PreEncoded, Status>> + Send>>;
+
+fn unpaced(feed: Arc<Feed>) -> ResponseStream {
+    let responses = Arc::clone(&feed.responses);
+    let items = (0..responses.len()).map(move |i| Ok(PreEncoded(responses[i].clone())));
+    Box::pin(tokio_stream::iter(items).chain(tokio_stream::pending()))
+}
+
+fn paced(feed: Arc<Feed>, rate: f64) -> ResponseStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for (i, response) in feed.responses.iter().enumerate() {
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+            feed.sent_at.lock().unwrap().push(Instant::now());
+            if tx.send(Ok(PreEncoded(response.clone()))).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+struct VStreamMethod(Arc<Feed>);
+
+impl ServerStreamingService<VStreamRequest> for VStreamMethod {
+    type Response = PreEncoded;
+    type ResponseStream = ResponseStream;
+    type Future = BoxFuture<tonic::Response<ResponseStream>, Status>;
+
+    fn call(&mut self, _request: tonic::Request<VStreamRequest>) -> Self::Future {
+        let feed = Arc::clone(&self.0);
+        Box::pin(async move {
+            let stream = match feed.offered_rate {
+                Some(rate) => paced(feed, rate),
+                None => unpaced(feed),
+            };
+            Ok(tonic::Response::new(stream))
+        })
+    }
+}
+
+/// `vtgateservice.Vitess`, answering every call as a VStream of the feed.
+#[derive(Clone)]
+struct ReplayService(Arc<Feed>);
+
+impl NamedService for ReplayService {
+    const NAME: &'static str = "vtgateservice.Vitess";
+}
+
+impl<B> Service<http::Request<B>> for ReplayService
+where
+    B: HttpBody + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = VStreamMethod(Arc::clone(&self.0));
+        Box::pin(async move {
+            let codec = ProstCodec::<PreEncoded, VStreamRequest>::default();
+            let mut grpc = Grpc::new(codec).apply_max_message_size_config(None, Some(usize::MAX));
+            Ok(grpc.server_streaming(method, req).await)
+        })
+    }
+}
+
+/// A running replay server.
+pub struct ReplayServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplayServer {
+    pub async fn start(feed: Arc<Feed>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(ReplayService(feed))
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(ReplayServer {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,305 @@
+//! The table-level effects of a source DDL statement (DDL events carry the SQL text).
+//!
+//! Column changes are not parsed: the FIELD event that precedes the table's next rows carries
+//! the new columns and `ddl` rebuilds the SQLite table from it. What a FIELD event cannot say
+//! is parsed here: a dropped, truncated or renamed table, and a renamed column (whose values
+//! must move with it instead of being dropped and re-added empty).
+
+/// What a DDL statement means for the mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceDdl {
+    DropTables(Vec<String>),
+    Truncate(String),
+    /// (from, to) pairs, applied in order (MySQL renames atomically, left to right).
+    RenameTables(Vec<(String, String)>),
+    RenameColumn {
+        table: String,
+        from: String,
+        to: String,
+    },
+    /// MySQL fills existing rows without row events (a column added with a default or
+    /// NOT NULL): the mirror cannot follow and stops.
+    Unsupported {
+        table: String,
+        reason: &'static str,
+    },
+    /// Handled by the FIELD events that follow, or without effect on the mirror.
+    Other,
+}
+
+/// Splits SQL into words: identifiers unquoted (backticks), strings and punctuation skipped.
+fn words(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '`' => {
+                let mut word = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '`' {
+                        if chars.peek() == Some(&'`') {
+                            chars.next();
+                            word.push('`');
+                            continue;
+                        }
+                        break;
+                    }
+                    word.push(c);
+                }
+                out.push(word);
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '$' => {
+                let mut word = String::from(c);
+                while let Some(&n) = chars.peek() {
+                    if !(n.is_alphanumeric() || n == '_' || n == '$') {
+                        break;
+                    }
+                    word.push(n);
+                    chars.next();
+                }
+                out.push(word);
+            }
+            '.' => out.push(".".into()),
+            ',' => out.push(",".into()),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is(word: Option<&String>, keyword: &str) -> bool {
+    word.is_some_and(|w| w.eq_ignore_ascii_case(keyword))
+}
+
+/// Reads `[schema.]name` at `at`; returns the bare name and the next index.
+fn table_name(w: &[String], at: usize) -> Option<(String, usize)> {
+    let first = w.get(at)?;
+    if w.get(at + 1).is_some_and(|d| d == ".") {
+        return Some((w.get(at + 2)?.clone(), at + 3));
+    }
+    Some((first.clone(), at + 1))
+}
+
+pub fn parse(sql: &str) -> SourceDdl {
+    let w = words(sql);
+    let first = w.first();
+    if is(first, "drop") && is(w.get(1), "table") {
+        return drop_tables(&w);
+    }
+    if is(first, "truncate") {
+        let at = if is(w.get(1), "table") { 2 } else { 1 };
+        return table_name(&w, at).map_or(SourceDdl::Other, |(t, _)| SourceDdl::Truncate(t));
+    }
+    if is(first, "rename") && is(w.get(1), "table") {
+        return rename_tables(&w, 2);
+    }
+    if is(first, "alter") && is(w.get(1), "table") {
+        return alter_table(&w);
+    }
+    SourceDdl::Other
+}
+
+fn drop_tables(w: &[String]) -> SourceDdl {
+    let mut at = 2;
+    if is(w.get(at), "if") && is(w.get(at + 1), "exists") {
+        at += 2;
+    }
+    let mut tables = Vec::new();
+    while let Some((name, next)) = table_name(w, at) {
+        if is(Some(&name), "restrict") || is(Some(&name), "cascade") {
+            break;
+        }
+        tables.push(name);
+        if w.get(next).is_some_and(|c| c == ",") {
+            at = next + 1;
+        } else {
+            break;
+        }
+    }
+    SourceDdl::DropTables(tables)
+}
+
+fn rename_tables(w: &[String], mut at: usize) -> SourceDdl {
+    let mut pairs = Vec::new();
+    while let Some((from, next)) = table_name(w, at) {
+        if !is(w.get(next), "to") {
+            return SourceDdl::Other;
+        }
+        let Some((to, after)) = table_name(w, next + 1) else {
+            return SourceDdl::Other;
+        };
+        pairs.push((from, to));
+        if w.get(after).is_some_and(|c| c == ",") {
+            at = after + 1;
+        } else {
+            break;
+        }
+    }
+    SourceDdl::RenameTables(pairs)
+}
+
+/// `ALTER TABLE t RENAME [TO|AS] u` and `ALTER TABLE t RENAME COLUMN a TO b` /
+/// `CHANGE [COLUMN] a b type` (a rename when the names differ); anything else is Other.
+fn alter_table(w: &[String]) -> SourceDdl {
+    let Some((table, at)) = table_name(w, 2) else {
+        return SourceDdl::Other;
+    };
+    if let Some(reason) = backfilling_add(&w[at..]) {
+        return SourceDdl::Unsupported { table, reason };
+    }
+    let clauses = w[at..].split(|x| x == ",").count();
+    if clauses != 1 {
+        // Several clauses: the FIELD event describes the result; a rename among others is
+        // rare enough to leave to it.
+        return SourceDdl::Other;
+    }
+    let rest = &w[at..];
+    if is(rest.first(), "rename") {
+        if is(rest.get(1), "column") && is(rest.get(3), "to") {
+            if let (Some(from), Some(to)) = (rest.get(2), rest.get(4)) {
+                return SourceDdl::RenameColumn {
+                    table,
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+            }
+        }
+        let at = if is(rest.get(1), "to") || is(rest.get(1), "as") {
+            2
+        } else {
+            1
+        };
+        if let Some((to, _)) = table_name(rest, at) {
+            return SourceDdl::RenameTables(vec![(table, to)]);
+        }
+    }
+    if is(rest.first(), "change") {
+        let at = if is(rest.get(1), "column") { 2 } else { 1 };
+        if let (Some(from), Some(to)) = (rest.get(at), rest.get(at + 1)) {
+            if from != to {
+                return SourceDdl::RenameColumn {
+                    table,
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+            }
+        }
+    }
+    SourceDdl::Other
+}
+
+/// An `ADD [COLUMN]` clause whose new column gets a value in existing rows.
+fn backfilling_add(alter: &[String]) -> Option<&'static str> {
+    for clause in alter.split(|x| x == ",") {
+        if !is(clause.first(), "add")
+            || is(clause.get(1), "index")
+            || is(clause.get(1), "key")
+            || is(clause.get(1), "unique")
+            || is(clause.get(1), "primary")
+            || is(clause.get(1), "constraint")
+            || is(clause.get(1), "foreign")
+            || is(clause.get(1), "fulltext")
+            || is(clause.get(1), "spatial")
+        {
+            continue;
+        }
+        for (i, word) in clause.iter().enumerate() {
+            let next = clause.get(i + 1);
+            if word.eq_ignore_ascii_case("not") && is(next, "null") {
+                return Some("ADD COLUMN ... NOT NULL fills existing rows without row events");
+            }
+            if word.eq_ignore_ascii_case("default") && !is(next, "null") {
+                return Some("ADD COLUMN ... DEFAULT fills existing rows without row events");
+            }
+            if word.eq_ignore_ascii_case("generated") || word.eq_ignore_ascii_case("auto_increment")
+            {
+                return Some(
+                    "ADD COLUMN with computed values fills existing rows without row events",
+                );
+            }
+        }
+    }
+    None
+}
+
+/// Vitess's own shadow and lifecycle tables (online DDL, table GC) are never mirrored.
+pub fn is_internal(table: &str) -> bool {
+    table.starts_with("_vt_") || table.starts_with("_vt") && table.ends_with('_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_truncate_and_rename_statements_name_their_tables() {
+        assert_eq!(
+            parse("DROP TABLE IF EXISTS `a`, ks.`b c` /* comment */"),
+            SourceDdl::DropTables(vec!["a".into(), "b c".into()])
+        );
+        assert_eq!(parse("truncate table `t`"), SourceDdl::Truncate("t".into()));
+        assert_eq!(parse("TRUNCATE t"), SourceDdl::Truncate("t".into()));
+        assert_eq!(
+            parse("RENAME TABLE a TO b, `c` TO `d`"),
+            SourceDdl::RenameTables(vec![("a".into(), "b".into()), ("c".into(), "d".into())])
+        );
+        assert_eq!(
+            parse("ALTER TABLE a RENAME TO b"),
+            SourceDdl::RenameTables(vec![("a".into(), "b".into())])
+        );
+    }
+
+    #[test]
+    fn column_renames_are_recognised_and_other_alters_are_left_to_field_events() {
+        let want = SourceDdl::RenameColumn {
+            table: "t".into(),
+            from: "a".into(),
+            to: "b".into(),
+        };
+        assert_eq!(parse("alter table t rename column a to b"), want);
+        assert_eq!(parse("ALTER TABLE `t` CHANGE COLUMN `a` `b` int"), want);
+        assert_eq!(parse("ALTER TABLE t CHANGE a a bigint"), SourceDdl::Other);
+        assert_eq!(parse("ALTER TABLE t ADD COLUMN c int"), SourceDdl::Other);
+        assert_eq!(
+            parse("create table x (id int primary key)"),
+            SourceDdl::Other
+        );
+        assert_eq!(parse(""), SourceDdl::Other);
+        assert_eq!(parse("rename table a"), SourceDdl::Other);
+    }
+
+    #[test]
+    fn adding_a_column_that_backfills_existing_rows_is_unsupported() {
+        for sql in [
+            "ALTER TABLE t ADD COLUMN c INT NOT NULL",
+            "alter table t add c int default 7",
+            "ALTER TABLE t ADD INDEX (x), ADD COLUMN d DATETIME DEFAULT CURRENT_TIMESTAMP",
+        ] {
+            assert!(matches!(parse(sql), SourceDdl::Unsupported { .. }), "{sql}");
+        }
+        for sql in [
+            "ALTER TABLE t ADD COLUMN c INT",
+            "ALTER TABLE t ADD COLUMN c INT DEFAULT NULL",
+            "ALTER TABLE t ADD INDEX i (a)",
+            "ALTER TABLE t ADD UNIQUE KEY u (a)",
+        ] {
+            assert_eq!(parse(sql), SourceDdl::Other, "{sql}");
+        }
+    }
+
+    #[test]
+    fn quoted_identifiers_keep_backticks_spaces_and_unicode() {
+        assert_eq!(
+            parse("drop table `we``ird name ü`"),
+            SourceDdl::DropTables(vec!["we`ird name ü".into()])
+        );
+    }
+
+    #[test]
+    fn vitess_internal_tables_are_recognised() {
+        assert!(is_internal(
+            "_vt_vrp_6ace8bcef73211ea87e9f875a4d24e90_20200915120410_"
+        ));
+        assert!(!is_internal("customer"));
+    }
+}

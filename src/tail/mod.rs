@@ -1,0 +1,305 @@
+//! `vtmirror tail`: print a keyspace's changes as they happen, like the Vitess example VStream
+//! client. It writes no file; after a transient error it reconnects from the VGtid of the last
+//! transaction it printed. A transaction is printed when it ends, so a reconnect neither skips
+//! nor repeats one; only a transaction larger than `MAX_BUFFERED_CHANGES` row changes is
+//! printed as it arrives, and printed again from its start if the stream breaks inside it.
+
+mod follow;
+mod output;
+
+use std::future::Future;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tonic::transport::Channel;
+
+use crate::checkpoint;
+use crate::error::{classify, Backoff, Class, Transient};
+use crate::proto::binlogdata::VGtid;
+use crate::proto::vtgateservice::vitess_client::VitessClient;
+use crate::render::output_error;
+use crate::vstream::{connect, open_stream, parse_tablet_type, rules, StreamSpec};
+
+pub use follow::{Follower, Item};
+
+/// Row changes of one transaction held back before it ends (bounds memory).
+pub const MAX_BUFFERED_CHANGES: usize = 20_000;
+pub use output::{vgtid_text, Format, Printer};
+
+#[derive(Args, Debug, Clone)]
+pub struct TailArgs {
+    /// vtgate gRPC address, HOST:PORT.
+    #[arg(long, env = "VTMIRROR_VTGATE")]
+    pub vtgate: String,
+    /// Keyspace to follow.
+    #[arg(long, env = "VTMIRROR_KEYSPACE")]
+    pub keyspace: String,
+    /// Tablet type to stream from: primary, replica or rdonly.
+    #[arg(long, default_value = "replica")]
+    pub tablet_type: String,
+    /// Start position: a JSON list of {"shard", "gtid"} (keyspace optional per entry; "" shard =
+    /// every shard; "" gtid = copy the tables first, "current" = from now), or just `current`
+    /// or `copy`.
+    #[arg(long, default_value = r#"[{"shard":"","gtid":"current"}]"#)]
+    pub pos: String,
+    /// Tables to follow, comma-separated (default: every table).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// A Vitess filter rule MATCH[=FILTER]; repeatable.
+    #[arg(long = "rule")]
+    pub rules: Vec<String>,
+    /// Output: text (tables, like the Vitess example client) or json (one object per line).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Stop after printing this many transactions.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Ask vtgate for a heartbeat after this many idle seconds; a stream silent for 3 × this
+    /// + 5 s is reconnected (0 = off).
+    #[arg(long, default_value_t = 10)]
+    pub heartbeat: u32,
+    /// Longest wait between reconnect attempts, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub max_backoff: f64,
+}
+
+/// Everything a tail needs, validated.
+#[derive(Debug, Clone)]
+pub struct TailOptions {
+    pub spec: StreamSpec,
+    pub position: VGtid,
+    pub format: Format,
+    pub count: Option<u64>,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+}
+
+impl TailArgs {
+    pub fn options(&self) -> Result<TailOptions> {
+        if self.keyspace.is_empty() {
+            anyhow::bail!("--keyspace must name a keyspace");
+        }
+        if !(self.max_backoff.is_finite() && self.max_backoff > 0.0) {
+            anyhow::bail!("--max-backoff must be a positive number of seconds");
+        }
+        let position = match self.pos.trim() {
+            "current" => checkpoint::fresh(&self.keyspace, checkpoint::CURRENT),
+            "copy" => checkpoint::fresh(&self.keyspace, ""),
+            json => checkpoint::from_json(&without_empty_lastpks(json), &self.keyspace)
+                .context("reading --pos")?,
+        };
+        Ok(TailOptions {
+            spec: StreamSpec {
+                vtgate: self.vtgate.clone(),
+                keyspace: self.keyspace.clone(),
+                rules: rules(&self.tables, &self.rules),
+                tablet_type: parse_tablet_type(&self.tablet_type)?,
+                heartbeat_secs: self.heartbeat,
+                caller_id: None,
+                tables_to_copy: Vec::new(),
+            },
+            position,
+            format: self.format,
+            count: self.count,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs_f64(self.max_backoff),
+        })
+    }
+}
+
+/// Drops empty `table_p_ks` lists, so the VGtid printed by `tail --format json` or `status
+/// --json` can be pasted into `--pos` as it is.
+fn without_empty_lastpks(text: &str) -> String {
+    let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    let list = match &mut parsed {
+        serde_json::Value::Object(map) => map.get_mut("shard_gtids"),
+        array => Some(array),
+    };
+    if let Some(serde_json::Value::Array(entries)) = list {
+        for entry in entries.iter_mut().filter_map(|e| e.as_object_mut()) {
+            if entry
+                .get("table_p_ks")
+                .is_some_and(|t| t.as_array().is_some_and(Vec::is_empty))
+            {
+                entry.remove("table_p_ks");
+            }
+        }
+    }
+    parsed.to_string()
+}
+
+/// Where printed output and retry notices go.
+pub struct Sinks<'a> {
+    pub out: &'a mut (dyn Write + Send),
+    pub notices: &'a mut (dyn Write + Send),
+}
+
+/// Prints until `--count` transactions were printed, `shutdown` resolves, or a definite error.
+pub async fn run(
+    opts: &TailOptions,
+    sinks: Sinks<'_>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let Sinks { out, notices } = sinks;
+    let spec = &opts.spec;
+    let client = connect(&spec.vtgate)
+        .await
+        .context("vtgate is unreachable; check --vtgate")?;
+    writeln!(
+        notices,
+        "vtgate connected: {}\nvgtid: {}\ntablet_type: {}\n",
+        spec.vtgate,
+        vgtid_text(&opts.position),
+        spec.tablet_type.as_str_name()
+    )
+    .map_err(output_error)?;
+    let mut state = State {
+        position: opts.position.clone(),
+        printed: 0,
+        printer: Printer::new(opts.format, out),
+        progressed: false,
+        buffer: Vec::new(),
+        buffered_changes: 0,
+        partly_printed: false,
+    };
+    let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
+    tokio::pin!(shutdown);
+    loop {
+        state.progressed = false;
+        state.buffer.clear();
+        state.buffered_changes = 0;
+        state.printer.restart();
+        let err = tokio::select! {
+            result = session(opts, client.clone(), &mut state) => match result {
+                Ok(()) => return Ok(()),
+                Err(err) => err,
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        if classify(&err) == Class::Definite {
+            return Err(err);
+        }
+        if state.progressed {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        writeln!(
+            notices,
+            "remote error: {}\n at {}, retrying in {:.1}s",
+            describe(&err),
+            vgtid_text(&state.position),
+            delay.as_secs_f64()
+        )
+        .map_err(output_error)?;
+        if std::mem::take(&mut state.partly_printed) {
+            writeln!(
+                notices,
+                "the interrupted transaction will be printed again from its start"
+            )
+            .map_err(output_error)?;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+struct State<'a> {
+    /// The VGtid after the last printed transaction: where a reconnect resumes.
+    position: VGtid,
+    printed: u64,
+    printer: Printer<'a>,
+    progressed: bool,
+    /// Items of the open transaction, printed when it ends.
+    buffer: Vec<Item>,
+    buffered_changes: usize,
+    /// Part of the open transaction was printed already (it was too large to hold).
+    partly_printed: bool,
+}
+
+impl State<'_> {
+    /// Holds row items until their transaction ends; returns true once `--count` is reached.
+    fn take(&mut self, item: Item, count: Option<u64>) -> Result<bool> {
+        if let Item::Rows(rows) = &item {
+            self.buffered_changes += rows.changes.len();
+            self.buffer.push(item);
+            if self.buffered_changes > MAX_BUFFERED_CHANGES {
+                self.flush()?;
+                self.partly_printed = true;
+            }
+            return Ok(false);
+        }
+        self.flush()?;
+        self.printer.print(&item).map_err(output_error)?;
+        let Item::End(end) = item else {
+            return Ok(false);
+        };
+        self.progressed = true;
+        self.partly_printed = false;
+        if let Some(vgtid) = end.vgtid {
+            self.position = vgtid;
+        }
+        self.printed += 1;
+        Ok(count.is_some_and(|n| self.printed >= n))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        for item in self.buffer.drain(..) {
+            self.printer.print(&item).map_err(output_error)?;
+        }
+        self.buffered_changes = 0;
+        Ok(())
+    }
+}
+
+/// One stream's life; Ok only when `--count` is reached.
+async fn session(
+    opts: &TailOptions,
+    mut client: VitessClient<Channel>,
+    state: &mut State<'_>,
+) -> Result<()> {
+    let request = opts.spec.request(state.position.clone());
+    let mut responses = open_stream(&mut client, request).await?;
+    let mut follower = Follower::new(&opts.spec.keyspace);
+    let stall = opts
+        .spec
+        .stall_timeout()
+        .unwrap_or(Duration::from_secs(3600));
+    let mut items = Vec::new();
+    let mut last_message = Instant::now();
+    loop {
+        let response = match tokio::time::timeout(stall, responses.message()).await {
+            Err(_) => {
+                let secs = last_message.elapsed().as_secs();
+                return Err(Transient(format!("no message from vtgate for {secs}s")).into());
+            }
+            Ok(Err(status)) => {
+                return Err(anyhow::Error::new(status).context("reading the VStream"))
+            }
+            Ok(Ok(None)) => return Err(Transient("vtgate ended the stream".into()).into()),
+            Ok(Ok(Some(response))) => response,
+        };
+        last_message = Instant::now();
+        for event in response.events {
+            follower.follow(event, &mut items);
+        }
+        for item in items.drain(..) {
+            if state.take(item, opts.count)? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `Code: UNAVAILABLE: message` for gRPC errors, the whole chain otherwise.
+fn describe(err: &anyhow::Error) -> String {
+    match err.chain().find_map(|c| c.downcast_ref::<tonic::Status>()) {
+        Some(status) => format!("Code: {:?}: {}", status.code(), status.message()),
+        None => format!("{err:#}"),
+    }
+}
