@@ -69,6 +69,107 @@ fn stored_shards(db: &Path) -> Vec<String> {
     vgtid.shard_gtids.iter().map(|s| s.shard.clone()).collect()
 }
 
+/// `vtmirror tail --format json` from "current", writing to `out`.
+fn start_tail(grpc: &str, out: &Path) -> std::process::Child {
+    let file = std::fs::File::create(out).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_vtmirror"))
+        .args([
+            "tail",
+            "--vtgate",
+            grpc,
+            "--keyspace",
+            "customer",
+            "--tablet-type",
+            "replica",
+        ])
+        .args([
+            "--pos",
+            r#"[ {"shard":"", "gtid":"current"} ]"#,
+            "--format",
+            "json",
+        ])
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vtmirror tail starts")
+}
+
+/// The seed's client view: transactions on shard 0 first, then VGTIDs naming -80 and 80-, and
+/// every row inserted after the switch.
+fn check_tail_followed_the_reshard(out: &Path) {
+    let text = std::fs::read_to_string(out).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let shard_sets: Vec<Vec<String>> = events
+        .iter()
+        .filter_map(|e| e["vgtid"]["shard_gtids"].as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s["shard"].as_str().map(String::from))
+                .collect()
+        })
+        .collect();
+    let first_new = shard_sets
+        .iter()
+        .position(|s| s.contains(&"-80".to_string()) && s.contains(&"80-".to_string()));
+    assert!(
+        first_new.is_some(),
+        "tail saw the VGTID move to -80 and 80- ({} events)",
+        events.len()
+    );
+    assert!(
+        shard_sets[..first_new.unwrap()]
+            .iter()
+            .any(|s| s == &vec!["0".to_string()]),
+        "tail saw shard 0 first"
+    );
+    let inserted: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "row" && e["op"] == "insert")
+        .filter_map(|e| {
+            e["after"]["customer_id"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+        })
+        .filter(|id| *id >= 1_000)
+        .collect();
+    assert_eq!(
+        inserted.len(),
+        100,
+        "tail printed every row inserted after the switch"
+    );
+}
+
+/// `vtmirror status --json` on the live mirror: replicating, on the new shards, not lagging.
+fn check_status_while_syncing(db: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtmirror"))
+        .args(["status", "--json", "--db"])
+        .arg(db)
+        .output()
+        .expect("status runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["state"], "replicating", "{status}");
+    let mut shards: Vec<&str> = status["checkpoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["shard"].as_str())
+        .collect();
+    shards.sort();
+    assert_eq!(shards, vec!["-80", "80-"]);
+    assert!(
+        status["lag_seconds"].as_i64().is_some_and(|lag| lag < 60),
+        "{status}"
+    );
+}
+
 /// A consistent copy of a mirror that is being written (SQLite online backup).
 fn backup(from: &Path, to: &Path) {
     let src = rusqlite::Connection::open(from).unwrap();
@@ -94,9 +195,18 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
     backup(&db, &before_a);
     backup(&db, &before_b);
 
+    let tail_out = dir.path().join("tail.jsonl");
+    let mut tail = start_tail(&c.grpc, &tail_out);
+    std::thread::sleep(Duration::from_secs(2));
+
     script("reshard");
     insert_customers(&mut conn, 1_000..1_100);
     wait_for_rows(&db, 1_000, 100);
+    check_status_while_syncing(&db);
+    std::thread::sleep(Duration::from_secs(2));
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    check_tail_followed_the_reshard(&tail_out);
     let mut shards = stored_shards(&db);
     shards.sort();
     assert_eq!(
