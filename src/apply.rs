@@ -332,6 +332,12 @@ impl Writer {
     fn apply_schema(&mut self, incoming: &Arc<ShardSchema>) -> Result<()> {
         self.begin()?;
         let table_name = incoming.schema.table.clone();
+        if let Some(other) = crate::schema::case_collision(self.tables.keys(), &table_name) {
+            anyhow::bail!(
+                "source tables {other} and {table_name} differ only in case, which SQLite table \
+                 names cannot tell apart; mirror one of them (--tables or --rule)"
+            );
+        }
         let table = self.tables.entry(table_name.clone()).or_default();
         table.statements.remove(&incoming.shard);
         let conn = &self.mirror.conn;

@@ -247,6 +247,17 @@ pub fn value_rewriting_change(old: &TableSchema, new: &TableSchema) -> Option<St
     None
 }
 
+/// A mirrored table whose name differs from `table` only in ASCII case. MySQL on Linux keeps
+/// `T` and `t` apart; SQLite folds ASCII case in identifiers, so both would land in one table.
+pub fn case_collision<'a>(
+    known: impl IntoIterator<Item = &'a String>,
+    table: &str,
+) -> Option<&'a String> {
+    known
+        .into_iter()
+        .find(|k| k.as_str() != table && k.eq_ignore_ascii_case(table))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +270,14 @@ mod tests {
             flags,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn tables_differing_only_in_case_are_detected() {
+        let known = vec!["Orders".to_string(), "items".to_string()];
+        assert_eq!(case_collision(&known, "orders"), Some(&known[0]));
+        assert_eq!(case_collision(&known, "Orders"), None);
+        assert_eq!(case_collision(&known, "ördersÜ"), None);
     }
 
     #[test]
