@@ -288,6 +288,15 @@ mod tests {
     }
 
     #[test]
+    fn a_printed_position_with_empty_table_p_ks_can_be_pasted_back() {
+        let printed = to_json(&VGtid {
+            shard_gtids: vec![shard("-80", "MySQL56/u:1-5", &[])],
+        });
+        let parsed = from_json(&printed.to_string(), "ks").unwrap();
+        assert_eq!(parsed.shard_gtids[0].gtid, "MySQL56/u:1-5");
+    }
+
+    #[test]
     fn user_positions_parse_from_the_seed_format() {
         let v = from_json(r#"[ {"shard":"", "gtid":"current"} ]"#, "customer").unwrap();
         assert_eq!(v.shard_gtids[0].keyspace, "customer");

@@ -11,7 +11,7 @@ use crate::batch::CommitPolicy;
 use crate::checkpoint;
 use crate::store::Durability;
 use crate::sync::{StartFrom, SyncOptions};
-use crate::vstream::{parse_tablet_type, rules, StreamSpec};
+use crate::vstream::{StreamFlags, StreamSpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -159,15 +159,15 @@ impl SyncArgs {
             anyhow::bail!("--caught-up-idle and --max-backoff must be positive numbers of seconds");
         }
         Ok(SyncOptions {
-            spec: StreamSpec {
-                vtgate: self.vtgate.clone(),
-                keyspace: self.keyspace.clone(),
-                rules: rules(&self.tables, &self.rules),
-                tablet_type: parse_tablet_type(&self.tablet_type)?,
+            spec: StreamSpec::from_flags(StreamFlags {
+                vtgate: &self.vtgate,
+                keyspace: &self.keyspace,
+                tables: &self.tables,
+                rules: &self.rules,
+                tablet_type: &self.tablet_type,
                 heartbeat_secs: self.heartbeat,
-                caller_id: self.caller_id.clone(),
-                tables_to_copy: Vec::new(),
-            },
+                caller_id: self.caller_id.as_deref(),
+            })?,
             db: self.db.clone(),
             start,
             exit_when_caught_up: self.exit_when_caught_up,

@@ -29,7 +29,31 @@ pub struct StreamSpec {
     pub tables_to_copy: Vec<String>,
 }
 
+/// The stream flags `sync` and `tail` share, as given on the command line.
+pub struct StreamFlags<'a> {
+    pub vtgate: &'a str,
+    pub keyspace: &'a str,
+    pub tables: &'a [String],
+    pub rules: &'a [String],
+    pub tablet_type: &'a str,
+    pub heartbeat_secs: u32,
+    pub caller_id: Option<&'a str>,
+}
+
 impl StreamSpec {
+    /// Validates command-line stream flags into a spec.
+    pub fn from_flags(flags: StreamFlags) -> Result<Self> {
+        Ok(StreamSpec {
+            vtgate: flags.vtgate.to_string(),
+            keyspace: flags.keyspace.to_string(),
+            rules: rules(flags.tables, flags.rules),
+            tablet_type: parse_tablet_type(flags.tablet_type)?,
+            heartbeat_secs: flags.heartbeat_secs,
+            caller_id: flags.caller_id.map(str::to_string),
+            tables_to_copy: Vec::new(),
+        })
+    }
+
     pub fn request(&self, position: VGtid) -> VStreamRequest {
         VStreamRequest {
             caller_id: self.caller_id.as_ref().map(|principal| CallerId {

@@ -20,7 +20,7 @@ use crate::error::{classify, Backoff, Class, Transient};
 use crate::proto::binlogdata::VGtid;
 use crate::proto::vtgateservice::vitess_client::VitessClient;
 use crate::render::output_error;
-use crate::vstream::{connect, open_stream, parse_tablet_type, rules, StreamSpec};
+use crate::vstream::{connect, open_stream, StreamFlags, StreamSpec};
 
 pub use follow::{Follower, Item};
 
@@ -87,19 +87,18 @@ impl TailArgs {
         let position = match self.pos.trim() {
             "current" => checkpoint::fresh(&self.keyspace, checkpoint::CURRENT),
             "copy" => checkpoint::fresh(&self.keyspace, ""),
-            json => checkpoint::from_json(&without_empty_lastpks(json), &self.keyspace)
-                .context("reading --pos")?,
+            json => checkpoint::from_json(json, &self.keyspace).context("reading --pos")?,
         };
         Ok(TailOptions {
-            spec: StreamSpec {
-                vtgate: self.vtgate.clone(),
-                keyspace: self.keyspace.clone(),
-                rules: rules(&self.tables, &self.rules),
-                tablet_type: parse_tablet_type(&self.tablet_type)?,
+            spec: StreamSpec::from_flags(StreamFlags {
+                vtgate: &self.vtgate,
+                keyspace: &self.keyspace,
+                tables: &self.tables,
+                rules: &self.rules,
+                tablet_type: &self.tablet_type,
                 heartbeat_secs: self.heartbeat,
                 caller_id: None,
-                tables_to_copy: Vec::new(),
-            },
+            })?,
             position,
             format: self.format,
             count: self.count,
@@ -107,29 +106,6 @@ impl TailArgs {
             backoff_cap: Duration::from_secs_f64(self.max_backoff),
         })
     }
-}
-
-/// Drops empty `table_p_ks` lists, so the VGtid printed by `tail --format json` or `status
-/// --json` can be pasted into `--pos` as it is.
-fn without_empty_lastpks(text: &str) -> String {
-    let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(text) else {
-        return text.to_string();
-    };
-    let list = match &mut parsed {
-        serde_json::Value::Object(map) => map.get_mut("shard_gtids"),
-        array => Some(array),
-    };
-    if let Some(serde_json::Value::Array(entries)) = list {
-        for entry in entries.iter_mut().filter_map(|e| e.as_object_mut()) {
-            if entry
-                .get("table_p_ks")
-                .is_some_and(|t| t.as_array().is_some_and(Vec::is_empty))
-            {
-                entry.remove("table_p_ks");
-            }
-        }
-    }
-    parsed.to_string()
 }
 
 /// Where printed output and retry notices go.
