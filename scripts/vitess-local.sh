@@ -32,7 +32,8 @@
 #     B+2 mysqld, B+3 vtgate MySQL protocol
 #   reshard cluster, base R=$VTMIRROR_RESHARD_PORT (33600): R etcd client, R+1 etcd peer,
 #     R+2/R+3 vtctld http/gRPC, R+4/R+5/R+6 vtgate http/gRPC/MySQL,
-#     tablet uid U (100,101 shard 0; 200,201 -80; 300,301 80-): i=(U/100-1)*2+U%100,
+#     tablet uid U (100,101 shard 0; 200,201 -80; 300,301 80-; 400,401 keyspace onlineddl):
+#     i=(U/100-1)*2+U%100,
 #     http R+20+3i, gRPC R+21+3i, mysqld R+22+3i
 # vtgate accepts any MySQL user/password (--mysql-auth-server-impl none).
 # shellcheck disable=SC2317  # functions are also called indirectly (wait_until, setsid)
@@ -89,6 +90,10 @@ RS_VTGATE_MYSQL=$((RESHARD_PORT + 6))
 RS_TOPO=(--topo-implementation etcd2 --topo-global-server-address "$HOST:$RS_ETCD_PORT" --topo-global-root /vitess/global)
 # Tablet uids per shard: primary candidate first.
 declare -A RS_SHARD_UIDS=([0]="100 101" [-80]="200 201" [80-]="300 301")
+# A second, unsharded keyspace of the same cluster for Vitess online DDL (vtcombo, behind
+# vttestserver, does not run online DDL migrations).
+RS_ODL_KEYSPACE=onlineddl
+RS_ODL_UIDS="400 401"
 
 # ---------------------------------------------------------------------------------------
 # Helpers
@@ -539,6 +544,7 @@ RESHARD_VTCTLD_GRPC=$HOST:$RS_VTCTLD_GRPC
 RESHARD_ETCD=$HOST:$RS_ETCD_PORT
 RESHARD_CELL=$CELL
 RESHARD_KEYSPACE=$RS_KEYSPACE
+RESHARD_ONLINE_DDL_KEYSPACE=$RS_ODL_KEYSPACE
 RESHARD_SHARDS=$shards
 RESHARD_TABLET_TYPES=primary,replica
 EOF
@@ -547,9 +553,11 @@ EOF
 save_reshard_env() { reshard_env >"$STATE/reshard.env"; write_env; }
 
 # Start mysqld (mysqlctl init) for the given uids in parallel, then their vttablets.
+# start_tablets <shard> [keyspace uids]: keyspace defaults to $RS_KEYSPACE and its shard's uids.
 start_tablets() {
-  local shard=$1 uid pids=() rc=0 t0; t0=$(now)
-  for uid in ${RS_SHARD_UIDS[$shard]}; do
+  local shard=$1 keyspace=${2:-$RS_KEYSPACE} uids=${3:-${RS_SHARD_UIDS[$1]}}
+  local uid pids=() rc=0 t0; t0=$(now)
+  for uid in $uids; do
     log "mysqlctl init for tablet $(tablet_alias "$uid") (mysql port $(tablet_mysql_port "$uid"))"
     setsid "${ROOT_CMD[@]}" VTDATAROOT="$RS_DATA_IN" EXTRA_MY_CNF="$VTROOT_IN/config/mycnf/vtmirror-tablet.cnf" \
       mysqlctl --tablet-uid "$uid" --mysql-port "$(tablet_mysql_port "$uid")" --log-format text init \
@@ -560,20 +568,21 @@ start_tablets() {
   local p
   for p in "${pids[@]}"; do wait "$p" || rc=1; done
   if ((rc)); then
-    for uid in ${RS_SHARD_UIDS[$shard]}; do tail -20 "$STATE/logs/mysqlctl-$uid.log" >&2; done
+    for uid in $uids; do tail -20 "$STATE/logs/mysqlctl-$uid.log" >&2; done
     die "mysqlctl init failed for shard $shard"
   fi
   timing "mysqld init for shard $shard" "$t0"
-  for uid in ${RS_SHARD_UIDS[$shard]}; do
+  for uid in $uids; do
     start_daemon "rs-vttablet-$uid" "$STATE/logs/vttablet-$uid.log" "${ROOT_CMD[@]}" VTDATAROOT="$RS_DATA_IN" \
       vttablet "${RS_TOPO[@]}" \
       --tablet-path "$(tablet_alias "$uid")" \
       --tablet-hostname "$HOST" \
-      --init-keyspace "$RS_KEYSPACE" \
+      --init-keyspace "$keyspace" \
       --init-shard "$shard" \
       --init-tablet-type replica \
       --health-check-interval 2s \
       --heartbeat-on-demand-duration 5s \
+      --migration-check-interval 2s \
       --backup-storage-implementation file \
       --file-backup-storage-root "$RS_DATA_IN/backups" \
       --port "$(tablet_http_port "$uid")" \
@@ -583,30 +592,30 @@ start_tablets() {
       --service-map grpc-queryservice,grpc-tabletmanager,grpc-updatestream \
       --log-format text
   done
-  for uid in ${RS_SHARD_UIDS[$shard]}; do
+  for uid in $uids; do
     wait_until "vttablet $(tablet_alias "$uid") in topo" "$WAIT_TIMEOUT" \
       vtctld_cmd GetTablet "$(tablet_alias "$uid")" ||
       { tail -30 "$STATE/logs/vttablet-$uid.log" >&2; die "vttablet $uid did not register"; }
   done
   # Elect the first uid as primary (works on a shard that never had one).
-  local primary; primary=$(tablet_alias "${RS_SHARD_UIDS[$shard]%% *}")
+  local primary; primary=$(tablet_alias "${uids%% *}")
   local t1; t1=$(now)
-  wait_until "PlannedReparentShard $RS_KEYSPACE/$shard" "$WAIT_TIMEOUT" \
-    vtctld_cmd PlannedReparentShard "$RS_KEYSPACE/$shard" --new-primary "$primary" ||
-    { vtctld_cmd PlannedReparentShard "$RS_KEYSPACE/$shard" --new-primary "$primary" >&2 || true; die "PlannedReparentShard failed"; }
-  timing "PlannedReparentShard $RS_KEYSPACE/$shard" "$t1"
-  wait_until "healthy shard $RS_KEYSPACE/$shard" "$WAIT_TIMEOUT" shard_healthy "$shard" ||
-    die "shard $RS_KEYSPACE/$shard not healthy"
+  wait_until "PlannedReparentShard $keyspace/$shard" "$WAIT_TIMEOUT" \
+    vtctld_cmd PlannedReparentShard "$keyspace/$shard" --new-primary "$primary" ||
+    { vtctld_cmd PlannedReparentShard "$keyspace/$shard" --new-primary "$primary" >&2 || true; die "PlannedReparentShard failed"; }
+  timing "PlannedReparentShard $keyspace/$shard" "$t1"
+  wait_until "healthy shard $keyspace/$shard" "$WAIT_TIMEOUT" shard_healthy "$shard" "$keyspace" ||
+    die "shard $keyspace/$shard not healthy"
 }
 
 # Shard has a primary (in the shard record too) and a replica. (New target shards are not
 # primary-serving before SwitchTraffic; serving is checked through vtgate instead.)
 shard_healthy() {
-  local shard=$1 out
-  out=$(vtctld_cmd GetTablets --keyspace "$RS_KEYSPACE" --shard "$shard") || return 1
+  local shard=$1 keyspace=${2:-$RS_KEYSPACE} out
+  out=$(vtctld_cmd GetTablets --keyspace "$keyspace" --shard "$shard") || return 1
   grep -q " primary " <<<"$out" || return 1
   grep -q " replica " <<<"$out" || return 1
-  vtctld_cmd GetShard "$RS_KEYSPACE/$shard" | grep -q '"primary_alias": {'
+  vtctld_cmd GetShard "$keyspace/$shard" | grep -q '"primary_alias": {'
 }
 
 # Stop the tablets of the given uids: vttablets first, then their mysqld (SIGTERM = clean
@@ -666,6 +675,9 @@ cmd_up_reshard() {
 
   vtctld_cmd CreateKeyspace --durability-policy=none "$RS_KEYSPACE" >&2
   start_tablets 0
+  vtctld_cmd CreateKeyspace --durability-policy=none "$RS_ODL_KEYSPACE" >&2
+  start_tablets 0 "$RS_ODL_KEYSPACE" "$RS_ODL_UIDS"
+  vtctld_cmd ApplyVSchema --vschema '{"sharded": false}' "$RS_ODL_KEYSPACE" >/dev/null
 
   local t1; t1=$(now)
   vtctld_cmd ApplySchema --sql-file "$FIXTURES/reshard/customer_schema.sql" "$RS_KEYSPACE" >&2

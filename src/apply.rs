@@ -245,10 +245,10 @@ impl Writer {
                 self.commit()?;
             }
             Step::Heartbeat { event_time } => self.record_heartbeat(*event_time)?,
-            Step::Ddl(ddl) => {
+            Step::Ddl { shard, ddl } => {
                 self.at_boundary = false;
                 self.begin()?;
-                crate::ddl::apply_source_ddl(&self.mirror.conn, ddl)?;
+                crate::ddl::apply_source_ddl(&self.mirror.conn, shard, ddl)?;
                 // Table names or columns may have moved: reload the schema cache.
                 self.tables.clear();
                 self.load()?;

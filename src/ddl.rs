@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::metadata;
 use crate::schema::{check_table_name, quote, Layout};
-use crate::source_ddl::{is_internal, SourceDdl};
+use crate::source_ddl::{is_internal, retarget, SourceDdl};
 use crate::value::Storage;
 
 fn storage_from_declared(declared: &str) -> Storage {
@@ -104,69 +104,129 @@ fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) ->
         .with_context(|| format!("rebuilding table {table} for a changed source schema"))
 }
 
-/// Applies the table-level effect of a source DDL statement, inside the writer's transaction
-/// (so it commits with the checkpoint that follows the DDL). Statements about tables the mirror
-/// does not hold, and Vitess's internal tables (online DDL cut-overs rename through them), are
-/// ignored.
-pub fn apply_source_ddl(conn: &Connection, ddl: &SourceDdl) -> Result<()> {
-    let exists = |t: &str| -> Result<bool> { Ok(current_layout(conn, t)?.is_some()) };
+/// Applies the table-level effect of a source DDL statement seen on `shard`, inside the
+/// writer's transaction (so it commits with the checkpoint that follows the DDL). Statements
+/// about tables the mirror does not hold are ignored; Vitess's internal tables are never
+/// mirrored, but online DDL moves tables through them (see `rename_tables`).
+pub fn apply_source_ddl(conn: &Connection, shard: &str, ddl: &SourceDdl) -> Result<()> {
     match ddl {
-        SourceDdl::Other => {}
-        SourceDdl::Unsupported { table, reason } => {
-            if exists(table)? {
-                anyhow::bail!(
-                    "source DDL on table {table} cannot be mirrored: {reason}; the mirror stays at \
-                     the position before it (start a new mirror file to copy the table again)"
-                );
-            }
-        }
-        SourceDdl::DropTables(tables) => {
-            for table in tables.iter().filter(|t| !is_internal(t)) {
-                if exists(table)? {
-                    conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
-                        .with_context(|| format!("dropping table {table}"))?;
-                }
-                metadata::forget_table(conn, table)?;
-            }
-        }
+        SourceDdl::Other => Ok(()),
+        SourceDdl::Unsupported { table, reason } => refuse_if_mirrored(conn, table, reason),
+        SourceDdl::DropTables(tables) => tables
+            .iter()
+            .filter(|t| !is_internal(t))
+            .try_for_each(|t| drop_table(conn, t)),
         SourceDdl::Truncate(table) => {
-            if exists(table)? {
+            if exists(conn, table)? {
                 conn.execute_batch(&format!("DELETE FROM {}", quote(table)))
                     .with_context(|| format!("truncating table {table}"))?;
             }
+            Ok(())
         }
-        SourceDdl::RenameTables(pairs) => {
-            for (from, to) in pairs {
-                if is_internal(from) || is_internal(to) || !exists(from)? {
-                    continue;
+        SourceDdl::RenameTables(pairs) => rename_tables(conn, shard, pairs),
+        SourceDdl::RenameColumn { table, from, to } => rename_column(conn, table, from, to),
+        SourceDdl::ShadowAlter { shadow, statement } => {
+            metadata::remember_shadow_ddl(conn, shard, shadow, statement)
+        }
+    }
+}
+
+fn exists(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(current_layout(conn, table)?.is_some())
+}
+
+fn refuse_if_mirrored(conn: &Connection, table: &str, reason: &str) -> Result<()> {
+    if exists(conn, table)? {
+        anyhow::bail!(
+            "source DDL on table {table} cannot be mirrored: {reason}; the mirror stays at the \
+             position before it (start a new mirror file to copy the table again)"
+        );
+    }
+    Ok(())
+}
+
+fn drop_table(conn: &Connection, table: &str) -> Result<()> {
+    if exists(conn, table)? {
+        conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
+            .with_context(|| format!("dropping table {table}"))?;
+    }
+    metadata::forget_table(conn, table)
+}
+
+/// Renames in statement order. Besides plain renames, two Vitess online DDL (strategy
+/// `vitess`) moves: a cut-over (`t` → `_vt_hld_…`, shadow `_vt_vrp_…` → `t`, …) swaps the
+/// altered shadow into the table's name, and a DROP TABLE moves the table aside for table GC
+/// (`t` → `_vt_…` alone), which for the mirror is the drop.
+fn rename_tables(conn: &Connection, shard: &str, pairs: &[(String, String)]) -> Result<()> {
+    for (i, (from, to)) in pairs.iter().enumerate() {
+        match (is_internal(from), is_internal(to)) {
+            (true, true) => {}
+            (false, false) => rename_table(conn, from, to)?,
+            (true, false) => cut_over(conn, shard, from, to)?,
+            (false, true) => {
+                let swapped = pairs[i + 1..]
+                    .iter()
+                    .any(|(f, t)| t == from && is_internal(f));
+                if !swapped {
+                    drop_table(conn, from)?;
                 }
-                check_table_name(to)?;
-                if exists(to)? {
-                    conn.execute_batch(&format!("DROP TABLE {}", quote(to)))?;
-                }
-                conn.execute_batch(&format!(
-                    "ALTER TABLE {} RENAME TO {}",
-                    quote(from),
-                    quote(to)
-                ))
-                .with_context(|| format!("renaming table {from} to {to}"))?;
-                metadata::rename_table(conn, from, to)?;
             }
         }
-        SourceDdl::RenameColumn { table, from, to } => {
-            let has_column = current_layout(conn, table)?
-                .is_some_and(|l| l.columns.iter().any(|(n, _)| n == from));
-            if has_column {
-                conn.execute_batch(&format!(
-                    "ALTER TABLE {} RENAME COLUMN {} TO {}",
-                    quote(table),
-                    quote(from),
-                    quote(to)
-                ))
-                .with_context(|| format!("renaming a column of table {table}"))?;
-                metadata::rename_field(conn, table, from, to)?;
-            }
-        }
+    }
+    Ok(())
+}
+
+fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
+    if !exists(conn, from)? {
+        return Ok(());
+    }
+    check_table_name(to)?;
+    if exists(conn, to)? {
+        conn.execute_batch(&format!("DROP TABLE {}", quote(to)))?;
+    }
+    conn.execute_batch(&format!(
+        "ALTER TABLE {} RENAME TO {}",
+        quote(from),
+        quote(to)
+    ))
+    .with_context(|| format!("renaming table {from} to {to}"))?;
+    metadata::rename_table(conn, from, to)
+}
+
+/// The shadow's rows never reached the stream, so the table is only followed when every
+/// ALTER the shadow received is one the mirror can apply to the rows it holds.
+fn cut_over(conn: &Connection, shard: &str, shadow: &str, table: &str) -> Result<()> {
+    let statements = metadata::take_shadow_ddl(conn, shard, shadow)?;
+    if !exists(conn, table)? {
+        return Ok(());
+    }
+    if statements.is_empty() {
+        anyhow::bail!(
+            "table {table} was replaced by a Vitess online DDL cut-over (shadow table {shadow} on \
+             shard {shard}) whose ALTER was not in the stream, so its rows may have changed \
+             without row events; the mirror stays at the position before the cut-over (start a \
+             new mirror file to copy the table again)"
+        );
+    }
+    for statement in &statements {
+        apply_source_ddl(conn, shard, &retarget(statement, shadow, table))
+            .with_context(|| format!("online DDL cut-over of table {table}"))?;
+    }
+    Ok(())
+}
+
+fn rename_column(conn: &Connection, table: &str, from: &str, to: &str) -> Result<()> {
+    let has_column =
+        current_layout(conn, table)?.is_some_and(|l| l.columns.iter().any(|(n, _)| n == from));
+    if has_column {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            quote(table),
+            quote(from),
+            quote(to)
+        ))
+        .with_context(|| format!("renaming a column of table {table}"))?;
+        metadata::rename_field(conn, table, from, to)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use rusqlite::types::Value;
 use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
 use crate::proto::query::Row;
 use crate::schema::{bare_table_name, TableSchema};
+use crate::source_ddl::is_internal;
 use crate::value::to_sql;
 
 /// A table schema as one shard streams it.
@@ -58,7 +59,10 @@ pub enum Step {
         event_time: i64,
     },
     /// A source DDL statement's table-level effect (column changes come as FIELD events).
-    Ddl(crate::source_ddl::SourceDdl),
+    Ddl {
+        shard: String,
+        ddl: crate::source_ddl::SourceDdl,
+    },
     ShardCopyCompleted {
         shard: String,
     },
@@ -132,7 +136,10 @@ impl Decoder {
                 self.end(EndKind::Commit, out);
             }
             VEventType::Ddl => {
-                out.push(Step::Ddl(crate::source_ddl::parse(&event.statement)));
+                out.push(Step::Ddl {
+                    shard: event.shard.clone(),
+                    ddl: crate::source_ddl::parse(&event.statement),
+                });
                 self.end(EndKind::Ddl, out)
             }
             VEventType::Other => self.end(EndKind::Other, out),
@@ -184,7 +191,7 @@ impl Decoder {
     }
 
     fn field(&mut self, event_shard: &str, fe: FieldEvent) -> Result<Option<Arc<ShardSchema>>> {
-        if fe.is_internal_table {
+        if fe.is_internal_table || is_internal(bare_table_name(&fe.table_name, &self.keyspace)) {
             return Ok(None);
         }
         let shard = if fe.shard.is_empty() {
@@ -206,7 +213,7 @@ impl Decoder {
     }
 
     fn rows(&mut self, event_shard: &str, re: RowEvent, copied: bool) -> Result<Option<Step>> {
-        if re.is_internal_table {
+        if re.is_internal_table || is_internal(bare_table_name(&re.table_name, &self.keyspace)) {
             return Ok(None);
         }
         let shard = if re.shard.is_empty() {

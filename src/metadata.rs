@@ -290,6 +290,40 @@ pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
     Ok(())
 }
 
+/// Remembers a DDL statement applied to a Vitess online DDL shadow table (see migration 2).
+pub fn remember_shadow_ddl(
+    conn: &Connection,
+    shard: &str,
+    shadow: &str,
+    statement: &str,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO _vtmirror_shadow_ddl (shard, shadow, seq, statement) \
+         SELECT ?1, ?2, coalesce(max(seq), 0) + 1, ?3 FROM _vtmirror_shadow_ddl \
+         WHERE shard = ?1 AND shadow = ?2",
+        [shard, shadow, statement],
+    )
+    .context("remembering an online DDL statement")?;
+    Ok(())
+}
+
+/// Takes (reads and forgets) the DDL statements seen on a shard's shadow table, in order;
+/// empty when none was seen. Forgotten because after the cut-over the name holds the old table.
+pub fn take_shadow_ddl(conn: &Connection, shard: &str, shadow: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT statement FROM _vtmirror_shadow_ddl WHERE shard = ?1 AND shadow = ?2 ORDER BY seq",
+    )?;
+    let statements = stmt
+        .query_map([shard, shadow], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()
+        .context("reading online DDL statements")?;
+    conn.execute(
+        "DELETE FROM _vtmirror_shadow_ddl WHERE shard = ?1 AND shadow = ?2",
+        [shard, shadow],
+    )?;
+    Ok(statements)
+}
+
 /// Renames a column in every stored shard schema of a table (name and stored Field).
 pub fn rename_field(conn: &Connection, table: &str, from: &str, to: &str) -> Result<()> {
     let mut stmt = conn.prepare(

@@ -23,6 +23,12 @@ pub enum SourceDdl {
         table: String,
         reason: &'static str,
     },
+    /// An ALTER of a Vitess online DDL shadow table (`_vt_vrp_…`): remembered until the
+    /// cut-over names the table it replaces (`retarget`).
+    ShadowAlter {
+        shadow: String,
+        statement: String,
+    },
     /// Handled by the FIELD events that follow, or without effect on the mirror.
     Other,
 }
@@ -94,9 +100,48 @@ pub fn parse(sql: &str) -> SourceDdl {
         return rename_tables(&w, 2);
     }
     if is(first, "alter") && is(w.get(1), "table") {
+        if let Some((shadow, _)) = table_name(&w, 2).filter(|(t, _)| is_internal(t)) {
+            return SourceDdl::ShadowAlter {
+                shadow,
+                statement: sql.to_string(),
+            };
+        }
         return alter_table(&w);
     }
     SourceDdl::Other
+}
+
+/// The meaning of an ALTER seen on shadow table `shadow` for the table it was swapped into.
+/// Vitess copies the rows into the shadow matching columns by name, except for renames
+/// written as `CHANGE [COLUMN] old new …` (its `ColumnRenameMap`): an online `RENAME COLUMN`
+/// leaves the new column empty in v24, a behaviour a later version may well fix, so the
+/// mirror cannot know what the table holds and stops.
+pub fn retarget(statement: &str, shadow: &str, table: &str) -> SourceDdl {
+    let w = words(statement);
+    let rename_clause = w
+        .windows(2)
+        .any(|p| is(Some(&p[0]), "rename") && is(Some(&p[1]), "column"));
+    if rename_clause {
+        return SourceDdl::Unsupported {
+            table: table.to_string(),
+            reason: "an online DDL RENAME COLUMN (whether Vitess carries the values over \
+                     depends on its version; write CHANGE COLUMN old new <type> instead)",
+        };
+    }
+    let onto = |t: String| if t == shadow { table.to_string() } else { t };
+    match alter_table(&w) {
+        SourceDdl::Unsupported { reason, .. } => SourceDdl::Unsupported {
+            table: table.to_string(),
+            reason,
+        },
+        SourceDdl::RenameColumn { table: t, from, to } => SourceDdl::RenameColumn {
+            table: onto(t),
+            from,
+            to,
+        },
+        // A shadow renamed by its own ALTER is not something online DDL does.
+        _ => SourceDdl::Other,
+    }
 }
 
 fn drop_tables(w: &[String]) -> SourceDdl {
@@ -147,10 +192,16 @@ fn alter_table(w: &[String]) -> SourceDdl {
     if let Some(reason) = backfilling_add(&w[at..]) {
         return SourceDdl::Unsupported { table, reason };
     }
-    let clauses = w[at..].split(|x| x == ",").count();
-    if clauses != 1 {
-        // Several clauses: the FIELD event describes the result; a rename among others is
-        // rare enough to leave to it.
+    let clauses: Vec<&[String]> = w[at..].split(|x| x == ",").collect();
+    if clauses.len() != 1 {
+        // Several clauses: the FIELD event describes the result, except where a column was
+        // renamed (it would look dropped and re-added empty).
+        if clauses.iter().any(|c| renames_a_column(c)) {
+            return SourceDdl::Unsupported {
+                table,
+                reason: "a column rename combined with other changes in one ALTER",
+            };
+        }
         return SourceDdl::Other;
     }
     let rest = &w[at..];
@@ -188,6 +239,16 @@ fn alter_table(w: &[String]) -> SourceDdl {
     SourceDdl::Other
 }
 
+/// `RENAME COLUMN a TO b`, or `CHANGE [COLUMN] a b …` with two different names.
+fn renames_a_column(clause: &[String]) -> bool {
+    if is(clause.first(), "rename") {
+        return is(clause.get(1), "column");
+    }
+    let at = if is(clause.get(1), "column") { 2 } else { 1 };
+    is(clause.first(), "change")
+        && matches!((clause.get(at), clause.get(at + 1)), (Some(a), Some(b)) if a != b)
+}
+
 /// An `ADD [COLUMN]` clause whose new column gets a value in existing rows.
 fn backfilling_add(alter: &[String]) -> Option<&'static str> {
     for clause in alter.split(|x| x == ",") {
@@ -222,9 +283,39 @@ fn backfilling_add(alter: &[String]) -> Option<&'static str> {
     None
 }
 
-/// Vitess's own shadow and lifecycle tables (online DDL, table GC) are never mirrored.
+/// Vitess's own shadow and lifecycle tables (online DDL, table GC) are never mirrored. The
+/// same names as Vitess's `schema.IsInternalOperationTableName`, so a user table that merely
+/// starts with `_vt_` is mirrored like Vitess streams it.
 pub fn is_internal(table: &str) -> bool {
-    table.starts_with("_vt_") || table.starts_with("_vt") && table.ends_with('_')
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    // `_vt_<hint>_<uuid>_<time>_`, e.g. _vt_vrp_6ace…e90_20200915120410_ (Vitess ≥ 20).
+    let current = |rest: &str| {
+        let parts: Vec<&str> = rest.split('_').collect();
+        matches!(parts.as_slice(), [hint, uuid, time, ""]
+            if hint.len() == 3 && hint.bytes().all(|b| b.is_ascii_alphanumeric())
+                && hex(uuid, 32) && digits(time, 14))
+    };
+    // Older table GC names: `_vt_HOLD_<uuid>_<time>` (also PURGE, EVAC, DROP).
+    let old_gc = |rest: &str| {
+        let parts: Vec<&str> = rest.split('_').collect();
+        matches!(parts.as_slice(), [state, uuid, time]
+            if ["HOLD", "PURGE", "EVAC", "DROP"].contains(state) && hex(uuid, 32) && digits(time, 14))
+    };
+    // Older online DDL names: `_<uuid with underscores>_<time>_<gho|ghc|del|new|vrepl>`, and
+    // pt-osc's `_<table>_old`.
+    let old_online_ddl = |rest: &str| {
+        let parts: Vec<&str> = rest.split('_').collect();
+        matches!(parts.as_slice(), [a, b, c, d, e, time, kind]
+            if hex(a, 8) && hex(b, 4) && hex(c, 4) && hex(d, 4) && hex(e, 12) && digits(time, 14)
+                && ["gho", "ghc", "del", "new", "vrepl"].contains(kind))
+    };
+    match table.strip_prefix("_vt_") {
+        Some(rest) => current(rest) || old_gc(rest),
+        None => table
+            .strip_prefix('_')
+            .is_some_and(|rest| old_online_ddl(rest) || rest.ends_with("_old")),
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +357,17 @@ mod tests {
         );
         assert_eq!(parse(""), SourceDdl::Other);
         assert_eq!(parse("rename table a"), SourceDdl::Other);
+        assert!(
+            matches!(
+                parse("ALTER TABLE t CHANGE a b int, ADD COLUMN c int"),
+                SourceDdl::Unsupported { .. }
+            ),
+            "a rename among other clauses would look like a dropped and an added column"
+        );
+        assert_eq!(
+            parse("ALTER TABLE t MODIFY a bigint, ADD COLUMN c int"),
+            SourceDdl::Other
+        );
     }
 
     #[test]
@@ -296,10 +398,66 @@ mod tests {
     }
 
     #[test]
+    fn an_alter_of_a_shadow_table_is_kept_for_its_cut_over() {
+        let sql = "ALTER TABLE `_vt_vrp_b68e0767e6f511f196002a38f98e4dfb_20261123042403_` ADD COLUMN `c` int NOT NULL DEFAULT 5";
+        let shadow = "_vt_vrp_b68e0767e6f511f196002a38f98e4dfb_20261123042403_";
+        assert_eq!(
+            parse(sql),
+            SourceDdl::ShadowAlter {
+                shadow: shadow.into(),
+                statement: sql.into()
+            }
+        );
+        assert!(matches!(
+            retarget(sql, shadow, "odl_t"),
+            SourceDdl::Unsupported { table, .. } if table == "odl_t"
+        ));
+        assert_eq!(
+            retarget(
+                "alter table `_vt_vrp_x_` change column a b int",
+                "_vt_vrp_x_",
+                "t"
+            ),
+            SourceDdl::RenameColumn {
+                table: "t".into(),
+                from: "a".into(),
+                to: "b".into()
+            }
+        );
+        assert!(matches!(
+            retarget("alter table `_vt_vrp_x_` rename column a to b", "_vt_vrp_x_", "t"),
+            SourceDdl::Unsupported { table, .. } if table == "t"
+        ));
+        assert_eq!(
+            retarget(
+                "ALTER TABLE `_vt_vrp_x_` ADD COLUMN `c` int",
+                "_vt_vrp_x_",
+                "t"
+            ),
+            SourceDdl::Other
+        );
+    }
+
+    #[test]
     fn vitess_internal_tables_are_recognised() {
         assert!(is_internal(
             "_vt_vrp_6ace8bcef73211ea87e9f875a4d24e90_20200915120410_"
         ));
+        assert!(is_internal(
+            "_vt_hld_b89ea864e6f511f1a56f2a38f98e4dfb_20261124042406_"
+        ));
+        assert!(is_internal(
+            "_vt_HOLD_6ace8bcef73211ea87e9f875a4d24e90_20200915120410"
+        ));
+        assert!(is_internal(
+            "_4e5dcf80_354b_11eb_82cd_f875a4d24e90_20201203114014_gho"
+        ));
+        assert!(is_internal("_customer_old"));
         assert!(!is_internal("customer"));
+        assert!(
+            !is_internal("_vt_users"),
+            "a user table that looks internal"
+        );
+        assert!(!is_internal("_vt_vrp_notauuid_20200915120410_"));
     }
 }

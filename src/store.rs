@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// Migrations, applied in order; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_metadata.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_metadata.sql"),
+    include_str!("../migrations/0002_online_ddl.sql"),
+];
 
 /// How durable each commit is. NORMAL is safe against process crashes (the checkpoint rolls
 /// back together with its rows); FULL also survives power loss without losing the tail.

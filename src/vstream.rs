@@ -64,7 +64,7 @@ impl StreamSpec {
             tablet_type: self.tablet_type as i32,
             vgtid: Some(position),
             filter: Some(Filter {
-                rules: self.rules.clone(),
+                rules: with_online_ddl_rule(&self.rules),
                 field_event_mode: 0,
             }),
             flags: Some(VStreamFlags {
@@ -143,6 +143,20 @@ fn table_rule(table: &str, filter: &str) -> Rule {
     }
 }
 
+/// Online DDL alters a shadow table (`_vt_vrp_…`) and swaps it in later; vttablet sends a
+/// DDL event only when the filter matches the table it names, so with table names alone the
+/// shadow's ALTER would be missing at the cut-over. This rule adds those DDL events (vttablet
+/// sends no rows of internal tables, and the decoder skips any).
+pub const ONLINE_DDL_RULE: &str = "/^_vt_vrp_";
+
+fn with_online_ddl_rule(rules: &[Rule]) -> Vec<Rule> {
+    let mut rules = rules.to_vec();
+    if !rules.iter().any(|r| r.r#match.starts_with('/')) {
+        rules.push(table_rule(ONLINE_DDL_RULE, ""));
+    }
+    rules
+}
+
 /// Filter rules from `--tables a,b` and `--rule MATCH[=FILTER]`; none = every table.
 pub fn rules(tables: &[String], rule_args: &[String]) -> Vec<Rule> {
     let mut rules: Vec<Rule> = tables
@@ -201,5 +215,15 @@ mod tests {
         assert_eq!(req.caller_id.unwrap().principal, "mirror_user");
         assert_eq!(req.flags.unwrap().heartbeat_interval, 5);
         assert_eq!(req.tablet_type, TabletType::Replica as i32);
+    }
+
+    #[test]
+    fn table_names_alone_still_stream_online_ddl_shadow_alters() {
+        let named = with_online_ddl_rule(&rules(&["t".into()], &[]));
+        assert_eq!(named.len(), 2);
+        assert_eq!(named[1].r#match, ONLINE_DDL_RULE);
+        assert_eq!(named[1].filter, "");
+        let every = with_online_ddl_rule(&rules(&[], &[]));
+        assert_eq!(every.len(), 1, "/.* already matches the shadow tables");
     }
 }
