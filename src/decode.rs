@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use rusqlite::types::Value;
 
-use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
 use crate::position_check::PositionCheck;
+use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
 use crate::proto::query::Row;
 use crate::schema::{bare_table_name, TableSchema};
 use crate::value::to_sql;

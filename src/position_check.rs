@@ -146,7 +146,9 @@ fn key_range(shard: &str) -> Result<KeyRange> {
     let start = bound(start).with_context(|| format!("shard name {shard:?} is not a key range"))?;
     let end = match end {
         "" => None,
-        hex => Some(bound(hex).with_context(|| format!("shard name {shard:?} is not a key range"))?),
+        hex => {
+            Some(bound(hex).with_context(|| format!("shard name {shard:?} is not a key range"))?)
+        }
     };
     if end.as_ref().is_some_and(|e| *e <= start) {
         bail!("shard name {shard:?} is an empty key range");
@@ -156,7 +158,7 @@ fn key_range(shard: &str) -> Result<KeyRange> {
 
 /// Hex bytes; trailing zero bytes do not change a bound (`80` = `8000`).
 fn bound(hex: &str) -> Result<Bound> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         bail!("odd number of hex digits");
     }
     let mut bytes = (0..hex.len())

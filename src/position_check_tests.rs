@@ -39,7 +39,14 @@ fn a_reshard_may_replace_shards_by_ones_covering_the_same_range() {
     let before = vgtid("ks", &[("0", &at(9))]);
     let after = vgtid("ks", &[("-80", &at(1)), ("80-", &at(1))]);
     check_after(&before, &after).unwrap();
-    let split = vgtid("ks", &[("-40", "MySQL56/"), ("4000-80", "MySQL56/"), ("80-", &at(1))]);
+    let split = vgtid(
+        "ks",
+        &[
+            ("-40", "MySQL56/"),
+            ("4000-80", "MySQL56/"),
+            ("80-", &at(1)),
+        ],
+    );
     check_after(&after, &split).unwrap();
 }
 
@@ -61,7 +68,10 @@ fn a_shard_outside_or_overlapping_the_stream_is_refused() {
     assert!(e.contains("overlap"), "{e}");
     let shrunk = vgtid("ks", &[("-40", &at(1)), ("80-", &at(1))]);
     let e = format!("{:#}", check_after(&two, &shrunk).unwrap_err());
-    assert!(e.contains("[-40, 80-]") && e.contains("not a reshard"), "{e}");
+    assert!(
+        e.contains("[-40, 80-]") && e.contains("not a reshard"),
+        "{e}"
+    );
     let named = vgtid("ks", &[("-80", &at(1)), ("x0-", &at(1))]);
     assert!(check_after(&two, &named).is_err());
 }

@@ -11,15 +11,17 @@
 
 #[path = "fuzz/cases.rs"]
 mod cases;
+#[path = "fuzz/mutations.rs"]
+mod mutations;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cases::{case, collation, column_type_text, vitess_type, Case, KEYSPACE};
-use prost::Message;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use prost::Message;
 use rusqlite::types::Value;
 use vtmirror::decode::{Change, Decoder, Step};
 use vtmirror::gtid_set::GtidSet;
@@ -40,7 +42,8 @@ fn fuzz<S: Strategy>(
     property: impl Fn(S::Value) -> Result<(), TestCaseError>,
 ) {
     let seconds = env_number("VTMIRROR_FUZZ_SECONDS").map(Duration::from_secs);
-    let cases = env_number("VTMIRROR_FUZZ_CASES").map_or(DEFAULT_CASES, |n| n.clamp(1, u64::from(u32::MAX)) as u32);
+    let cases = env_number("VTMIRROR_FUZZ_CASES")
+        .map_or(DEFAULT_CASES, |n| n.clamp(1, u64::from(u32::MAX)) as u32);
     let seed = env_number("VTMIRROR_FUZZ_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -63,7 +66,10 @@ fn fuzz<S: Strategy>(
             property(input)
         });
         if let Err(e) = result {
-            panic!("fuzz {name} (VTMIRROR_FUZZ_SEED={}) failed: {e}", seed.wrapping_add(round));
+            panic!(
+                "fuzz {name} (VTMIRROR_FUZZ_SEED={}) failed: {e}",
+                seed.wrapping_add(round)
+            );
         }
         round += 1;
         if seconds.is_none_or(|s| started.elapsed() >= s) {
@@ -108,7 +114,10 @@ fn decode_all(events: Vec<VEvent>) -> Result<bool, TestCaseError> {
 
 fn check_rows(steps: &[Step]) -> Result<(), TestCaseError> {
     for step in steps {
-        let Step::Rows { schema, changes, .. } = step else {
+        let Step::Rows {
+            schema, changes, ..
+        } = step
+        else {
             continue;
         };
         let table = &schema.schema;
@@ -173,7 +182,10 @@ fn mutated_field_row_commit_sequences_are_decoded_or_refused() {
         Ok(())
     });
     let (m, a) = (mutated.into_inner(), accepted_mutated.into_inner());
-    println!("  of {m} mutated sequences {a} were accepted, {} refused", m - a);
+    println!(
+        "  of {m} mutated sequences {a} were accepted, {} refused",
+        m - a
+    );
     assert!(a > 0 && a < m, "the mutations reach both outcomes");
 }
 
@@ -191,29 +203,38 @@ fn value_bytes() -> impl Strategy<Value = Option<Vec<u8>>> {
 
 #[test]
 fn every_value_type_converts_arbitrary_bytes_or_refuses_them() {
-    let column = (vitess_type(), collation(), column_type_text(), any::<bool>());
-    fuzz("value conversions", (column, value_bytes()), |((t, c, ct, strings), raw)| {
-        let col = ColumnType {
-            vitess_type: t,
-            collation: c,
-            column_type: ct,
-            enum_set_strings: strings,
-        };
-        let Ok(value) = to_sql(&col, raw.as_deref()) else {
-            return Ok(());
-        };
-        let fits = match (storage_for(t, c), &value) {
-            (_, Value::Null) => raw.is_none(),
-            (Storage::Integer, Value::Integer(_)) => true,
-            (Storage::IntegerOrText, Value::Integer(_) | Value::Text(_)) => true,
-            (Storage::Real, Value::Real(_)) => true,
-            (Storage::Text, Value::Text(_)) => true,
-            (Storage::Blob, Value::Blob(b)) => Some(b) == raw.as_ref(),
-            _ => false,
-        };
-        prop_assert!(fits, "type {} stored as {:?}", t, value);
-        Ok(())
-    });
+    let column = (
+        vitess_type(),
+        collation(),
+        column_type_text(),
+        any::<bool>(),
+    );
+    fuzz(
+        "value conversions",
+        (column, value_bytes()),
+        |((t, c, ct, strings), raw)| {
+            let col = ColumnType {
+                vitess_type: t,
+                collation: c,
+                column_type: ct,
+                enum_set_strings: strings,
+            };
+            let Ok(value) = to_sql(&col, raw.as_deref()) else {
+                return Ok(());
+            };
+            let fits = match (storage_for(t, c), &value) {
+                (_, Value::Null) => raw.is_none(),
+                (Storage::Integer, Value::Integer(_)) => true,
+                (Storage::IntegerOrText, Value::Integer(_) | Value::Text(_)) => true,
+                (Storage::Real, Value::Real(_)) => true,
+                (Storage::Text, Value::Text(_)) => true,
+                (Storage::Blob, Value::Blob(b)) => Some(b) == raw.as_ref(),
+                _ => false,
+            };
+            prop_assert!(fits, "type {} stored as {:?}", t, value);
+            Ok(())
+        },
+    );
 }
 
 #[test]
