@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use rusqlite::types::Value;
 
+use crate::position_check::PositionCheck;
 use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
 use crate::proto::query::Row;
 use crate::schema::{bare_table_name, TableSchema};
@@ -80,14 +81,22 @@ pub struct Decoder {
     in_transaction: bool,
     pending: Option<VGtid>,
     last_event_time: i64,
+    position: PositionCheck,
 }
 
 impl Decoder {
     pub fn new(keyspace: &str) -> Self {
         Decoder {
             keyspace: keyspace.to_string(),
+            position: PositionCheck::new(keyspace),
             ..Default::default()
         }
+    }
+
+    /// Checks the stream's VGTIDs against the position it was started from.
+    pub fn starting_at(mut self, start: &VGtid) -> Self {
+        self.position.starting_at(start);
+        self
     }
 
     /// True while a source transaction is open (its rows must not be committed yet).
@@ -107,7 +116,9 @@ impl Decoder {
         match kind {
             VEventType::Begin => self.in_transaction = true,
             VEventType::Vgtid => {
-                self.pending = Some(event.vgtid.context("VGTID event carries no VGtid")?);
+                let vgtid = event.vgtid.context("VGTID event carries no VGtid")?;
+                self.position.accept(&vgtid)?;
+                self.pending = Some(vgtid);
             }
             VEventType::Field => {
                 let fe = event

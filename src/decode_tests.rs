@@ -263,3 +263,25 @@ fn unknown_event_types_are_skipped_and_missing_payloads_are_errors() {
     assert!(run(vec![ev(VEventType::Vgtid)]).is_err());
     assert!(run(vec![ev(VEventType::Begin), ev(VEventType::Row)]).is_err());
 }
+
+#[test]
+fn a_vgtid_failing_the_position_check_never_becomes_a_checkpoint() {
+    let mut other = vgtid_event("MySQL56/u:1-5");
+    if let Some(v) = other.vgtid.as_mut() {
+        v.shard_gtids[0].keyspace = "elsewhere".into();
+    }
+    let e = decode_error(vec![ev(VEventType::Begin), other, ev(VEventType::Commit)]);
+    assert!(e.contains("keyspace \"elsewhere\""), "{e}");
+    let start = VGtid {
+        shard_gtids: vec![ShardGtid {
+            keyspace: "ks".into(),
+            shard: "-80".into(),
+            gtid: "MySQL56/3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9".into(),
+            table_p_ks: vec![],
+        }],
+    };
+    let mut d = Decoder::new("ks").starting_at(&start);
+    let backwards = vgtid_event("MySQL56/3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8");
+    let e = d.decode(backwards, &mut Vec::new()).unwrap_err();
+    assert!(format!("{e:#}").contains("backwards"), "{e:#}");
+}

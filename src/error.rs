@@ -26,6 +26,7 @@ const DEFINITE_TEXT: &[&str] = &[
     "unknown table",
     "code: invalid_argument", // a tablet error at a fixed position: it fails the same way again
     "failed to build table replication plan",
+    "message length too large", // the same message comes again on every retry
 ];
 
 pub fn classify(err: &anyhow::Error) -> Class {
@@ -159,6 +160,7 @@ fn hint(text: &str) -> Option<&'static str> {
         ("purged", "the source no longer has the binlogs after the stored position; this mirror cannot resume: start a new mirror file to copy the keyspace again"),
         ("gtidset mismatch", "the stored position is not on this source (another cluster, or restored from a backup); start a new mirror file"),
         ("unauthenticated", "vtgate refused the credentials"),
+        ("message length too large", "one VStream message is larger than vtmirror accepts (VTMIRROR_MAX_MESSAGE_BYTES, default 256 MiB) and would come again on every retry; raise the limit"),
         ("already writing", "stop the other sync first, or use another --db file"),
     ];
     HINTS

@@ -16,6 +16,8 @@
 //! | `vstream` | connect to vtgate and build the VStream request |
 //! | `decode` | VEvents → steps; validates every wire fact, never panics |
 //! | `value` | Vitess type + bytes → SQLite value |
+//! | `position_check` | every VGTID: one keyspace, same key range (reshards allowed), GTID sets only grow |
+//! | `gtid_set` | MySQL56 GTID sets: parse, containment |
 //! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |
 //! | `source_ddl` | table-level meaning of a source DDL statement (drop, truncate, renames) |
 //! | `ddl` | create / alter / rebuild mirrored tables; apply source DDL effects |
@@ -57,7 +59,9 @@ pub mod ddl;
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod gtid_set;
 pub mod metadata;
+pub mod position_check;
 pub mod progress;
 pub mod proto;
 pub mod query;

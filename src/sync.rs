@@ -238,9 +238,9 @@ async fn stream(
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
     tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
     let mut client = connect(&opts.spec.vtgate).await?;
+    let mut decoder = Decoder::new(&opts.spec.keyspace).starting_at(&start.vgtid);
     let request = opts.spec.request(start.vgtid);
     let mut responses = open_stream(&mut client, request).await?;
-    let mut decoder = Decoder::new(&opts.spec.keyspace);
     let stall = opts
         .spec
         .stall_timeout()
@@ -269,6 +269,9 @@ async fn stream(
             Err(_) => continue,
             Ok(Err(status)) => {
                 return Err(anyhow::Error::new(status).context("reading the VStream"))
+            }
+            Ok(Ok(None)) if decoder.in_transaction() => {
+                return Err(Transient("vtgate ended the stream inside a transaction".into()).into())
             }
             Ok(Ok(None)) => return Err(Transient("vtgate ended the stream".into()).into()),
             Ok(Ok(Some(response))) => response,

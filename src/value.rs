@@ -208,7 +208,9 @@ pub fn enum_members(column_type: &str) -> Vec<String> {
     let Some(open) = column_type.find('(') else {
         return Vec::new();
     };
-    let body = &column_type[open + 1..column_type.rfind(')').unwrap_or(column_type.len())];
+    // The closing parenthesis is searched after the opening one: `)(` must not slice backwards.
+    let rest = &column_type[open + 1..];
+    let body = &rest[..rest.rfind(')').unwrap_or(rest.len())];
     let mut members = Vec::new();
     let mut chars = body.chars().peekable();
     while let Some(c) = chars.next() {
@@ -290,6 +292,18 @@ mod tests {
         );
         c.collation = BINARY_COLLATION;
         assert_eq!(to_sql(&c, Some(b"\xff")).unwrap(), Value::Blob(vec![0xff]));
+    }
+
+    #[test]
+    fn member_lists_with_stray_parentheses_are_read_without_panicking() {
+        // Found by tests/fuzz_decoder.rs: `)` before `(` sliced backwards.
+        // An unterminated quote after `(` reads as one empty member.
+        assert_eq!(enum_members("')b('"), vec![String::new()]);
+        assert_eq!(enum_members(")enum('a')"), vec!["a".to_string()]);
+        let mut c = col(vtype::ENUM);
+        c.enum_set_strings = false;
+        c.column_type = ")(".into();
+        assert!(to_sql(&c, Some(b"1")).is_err());
     }
 
     #[test]

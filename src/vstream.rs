@@ -17,6 +17,16 @@ use crate::proto::vtrpc::CallerId;
 /// any packet size, so accept up to this much.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// `VTMIRROR_MAX_MESSAGE_BYTES` overrides `MAX_MESSAGE_BYTES` (tests lower it to send a
+/// message just over the limit without hundreds of MiB).
+pub fn max_message_bytes() -> usize {
+    std::env::var("VTMIRROR_MAX_MESSAGE_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(MAX_MESSAGE_BYTES)
+}
+
 /// Everything about the stream that does not change between reconnects.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
@@ -110,9 +120,10 @@ pub async fn connect(vtgate: &str) -> Result<VitessClient<Channel>> {
         .connect()
         .await
         .with_context(|| format!("connecting to vtgate at {vtgate}"))?;
+    let limit = max_message_bytes();
     Ok(VitessClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit))
 }
 
 pub async fn open_stream(

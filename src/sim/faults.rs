@@ -7,6 +7,35 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Status};
 
+use crate::proto::binlogdata::VEvent;
+use crate::proto::vtgate::VStreamResponse;
+
+/// What a stream does once it has sent injected responses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterInjection {
+    /// Goes on with its real events (the injected ones sit in the middle of the stream).
+    Continue,
+    /// Ends cleanly (gRPC status OK), as if vtgate closed the stream there.
+    EndStream,
+}
+
+/// Crafted responses sent once `left` more real events have gone out.
+#[derive(Debug)]
+struct Injection {
+    left: u64,
+    responses: Vec<VStreamResponse>,
+    then: AfterInjection,
+}
+
+/// An injection that fires in the response being sent: the real events before `at` go
+/// first, then `responses`, then (with `Continue`) the rest.
+#[derive(Debug)]
+pub(super) struct Fired {
+    pub at: usize,
+    pub responses: Vec<VStreamResponse>,
+    pub then: AfterInjection,
+}
+
 #[derive(Debug, Default)]
 struct FaultState {
     /// Events still allowed before the stream ends with this status.
@@ -19,6 +48,8 @@ struct FaultState {
     replay_last_txn: bool,
     /// Minimum spacing of responses.
     min_interval: Option<Duration>,
+    /// Crafted responses to slip into the stream (bad wire input).
+    injection: Option<Injection>,
 }
 
 /// Shared fault switchboard (see `SimVtgate::faults`).
@@ -64,6 +95,34 @@ impl Faults {
             .map(|r| Duration::from_secs_f64(1.0 / r));
     }
 
+    /// After `events` more real events, the stream sends `responses` exactly as given (any
+    /// content, any size: the wire input a broken or newer vtgate could send), then goes on
+    /// or ends as `then` says. One-shot; counted like `fail_after_events`, so it may land
+    /// inside a transaction.
+    pub fn inject_after_events(
+        &self,
+        events: u64,
+        responses: Vec<VStreamResponse>,
+        then: AfterInjection,
+    ) {
+        self.lock().injection = Some(Injection {
+            left: events,
+            responses,
+            then,
+        });
+    }
+
+    /// `inject_after_events` with the crafted events in one response.
+    pub fn inject_events(&self, events: u64, crafted: Vec<VEvent>, then: AfterInjection) {
+        let response = VStreamResponse { events: crafted };
+        self.inject_after_events(events, vec![response], then);
+    }
+
+    /// Whether an injection is still waiting to fire.
+    pub fn injection_pending(&self) -> bool {
+        self.lock().injection.is_some()
+    }
+
     /// Clears every fault.
     pub fn clear(&self) {
         *self.lock() = FaultState::default();
@@ -86,6 +145,23 @@ impl Faults {
 
     pub(super) fn min_interval(&self) -> Option<Duration> {
         self.lock().min_interval
+    }
+
+    /// The injection that fires within a response of `n` events, if its count is reached.
+    pub(super) fn take_injection(&self, n: usize) -> Option<Fired> {
+        let mut st = self.lock();
+        let inj = st.injection.as_mut()?;
+        let n64 = n as u64;
+        if n64 < inj.left {
+            inj.left -= n64;
+            return None;
+        }
+        let inj = st.injection.take()?;
+        Some(Fired {
+            at: usize::try_from(inj.left).unwrap_or(n),
+            responses: inj.responses,
+            then: inj.then,
+        })
     }
 
     /// How many of `n` events may be sent, and the status to end with afterwards (if the
@@ -119,5 +195,19 @@ mod tests {
         let (n, st) = f.consume(10);
         assert_eq!(n, 10);
         assert!(st.is_none());
+    }
+
+    #[test]
+    fn an_injection_fires_once_at_its_event_count() {
+        let f = Faults::default();
+        let crafted = VEvent::default();
+        f.inject_events(5, vec![crafted], AfterInjection::EndStream);
+        assert!(f.take_injection(3).is_none());
+        let fired = f.take_injection(4).expect("fires in the second response");
+        assert_eq!(fired.at, 2);
+        assert_eq!(fired.responses.len(), 1);
+        assert_eq!(fired.then, AfterInjection::EndStream);
+        assert!(f.take_injection(10).is_none());
+        assert!(!f.injection_pending());
     }
 }

@@ -44,7 +44,7 @@ mod workload;
 mod tests;
 
 pub use events::{decode_row, encode_row, lastpk_result, lastpk_value};
-pub use faults::Faults;
+pub use faults::{AfterInjection, Faults};
 pub use gtid::{format_position, parse_position, shard_uuid};
 pub use model::{
     now_secs, BinlogTxn, Model, ModelError, Op, Row, RowChange, Shard, TxnSpec, INITIAL_TXNS,

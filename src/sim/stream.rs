@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
 use super::events::{heartbeat, size, Source};
-use super::faults::Faults;
+use super::faults::{AfterInjection, Faults};
 use super::filter::TableFilter;
 use super::model::Model;
 use super::request::StreamSetup;
@@ -61,6 +61,8 @@ pub struct StreamState {
 enum End {
     ClientGone,
     Fail(Status),
+    /// Ended cleanly (status OK) by an injection.
+    Closed,
 }
 
 type Tx = mpsc::Sender<Result<VStreamResponse, Status>>;
@@ -228,7 +230,7 @@ impl Stream {
         }
     }
 
-    /// Sends one response, honouring stall, throttle and the event budget fault.
+    /// Sends one response, honouring stall, throttle, the event budget and injections.
     async fn send(&mut self, mut events: Vec<VEvent>) -> Result<(), End> {
         while let Some(until) = self.faults.stall_until() {
             self.sleep_or_gone(until).await?;
@@ -238,18 +240,37 @@ impl Stream {
         }
         let (allowed, fail) = self.faults.consume(events.len());
         events.truncate(allowed);
-        if !events.is_empty() {
-            let response = VStreamResponse { events };
-            self.tx
-                .send(Ok(response))
-                .await
-                .map_err(|_| End::ClientGone)?;
+        if let Some(fired) = self.faults.take_injection(events.len()) {
+            let rest = events.split_off(fired.at.min(events.len()));
+            self.emit(events).await?;
+            for response in fired.responses {
+                self.tx
+                    .send(Ok(response))
+                    .await
+                    .map_err(|_| End::ClientGone)?;
+            }
+            if fired.then == AfterInjection::EndStream {
+                return Err(End::Closed);
+            }
+            events = rest;
         }
+        self.emit(events).await?;
         self.last_send = Instant::now();
         match fail {
             Some(status) => Err(End::Fail(status)),
             None => Ok(()),
         }
+    }
+
+    /// Sends `events` as one response (nothing when empty).
+    async fn emit(&self, events: Vec<VEvent>) -> Result<(), End> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Ok(VStreamResponse { events }))
+            .await
+            .map_err(|_| End::ClientGone)
     }
 
     async fn sleep_or_gone(&self, until: Instant) -> Result<(), End> {
