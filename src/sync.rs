@@ -17,6 +17,7 @@ use crate::error::{classify, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
+use crate::redact::redact;
 use crate::resume::{start_position, Start};
 use crate::store::{Durability, Identity, Mirror};
 use crate::vstream::{connect, open_stream, StreamSpec};
@@ -102,17 +103,19 @@ pub async fn run(
             }
             Err(err) => err,
         };
+        // Remote errors can quote row data: only the redacted text is logged or stored.
+        let shown = redact(&format!("{err:#}"));
         if classify(&err) == Class::Definite {
             metadata::set_status(conn, "state", "failed")?;
-            metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+            metadata::set_status(conn, "last_error", &shown)?;
             return Err(err);
         }
         if progress.snapshot().commits != commits_before {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
-        metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+        tracing::warn!(error = %shown, retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
+        metadata::set_status(conn, "last_error", &shown)?;
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut shutdown => return Ok(Outcome::Shutdown),

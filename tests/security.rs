@@ -1,0 +1,487 @@
+//! The real binary against the simulated vtgate over real gRPC with TLS, mTLS and Vitess static
+//! auth, certificates made at test time: what must work works, every misconfiguration is
+//! refused quickly with its cause named, and the password never shows in any output or file.
+
+#[path = "security/pki.rs"]
+mod pki;
+mod support;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pki::{write, Ca};
+use support::*;
+use vtmirror::sim::{ModelSpec, Security, ServerTls, SharedModel, SimVtgate, StreamOptions};
+
+/// Used as the password (right or wrong) in every auth test, and searched for everywhere.
+const CANARY: &str = "canary-7f3e-not-a-real-password";
+const USER: &str = "mirror_reader";
+const ROWS: usize = 100;
+/// A refusal must come this fast (a retry loop would run until the process is killed).
+const REFUSED_WITHIN: Duration = Duration::from_secs(20);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// A demo keyspace behind a simulated vtgate secured as `security` says.
+async fn secured_source(security: Security) -> (Arc<SharedModel>, SimVtgate) {
+    let model = SharedModel::new(ModelSpec::demo(ROWS));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server =
+        SimVtgate::serve_secured(model.clone(), listener, StreamOptions::default(), security)
+            .expect("simulated vtgate serves");
+    (model, server)
+}
+
+fn tls(cert: &pki::Leaf, client_ca: Option<&Ca>) -> Option<ServerTls> {
+    Some(ServerTls {
+        cert_pem: cert.cert_pem.clone().into_bytes(),
+        key_pem: cert.key_pem.clone().into_bytes(),
+        client_ca_pem: client_ca.map(|ca| ca.pem().into_bytes()),
+    })
+}
+
+fn auth(password: &str) -> Option<(String, String)> {
+    Some((USER.to_string(), password.to_string()))
+}
+
+/// Runs `vtmirror sync` to caught-up (or failure) with extra flags and variables.
+async fn sync(addr: &str, db: &Path, flags: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut args = vec![
+        "sync",
+        "--vtgate",
+        addr,
+        "--keyspace",
+        "commerce",
+        "--db",
+        db.to_str().unwrap(),
+        "--exit-when-caught-up",
+        "--caught-up-idle",
+        "1",
+        "--heartbeat",
+        "1",
+        "--max-backoff",
+        "0.5",
+    ];
+    args.extend_from_slice(flags);
+    run(&args, envs).await
+}
+
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("out"), logs.path().join("err"));
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vtmirror"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .kill_on_drop(true)
+        .env("RUST_LOG", "debug");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("VTMIRROR_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(envs.iter().copied());
+    let started = Instant::now();
+    let mut child = command.spawn().expect("the binary runs");
+    // A run still going after this long is killed and reported as such (code None).
+    let code = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+        Ok(status) => status.expect("the binary runs").code(),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let read = |path: &Path| String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned();
+    Run {
+        code,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The canary password shows in no output and in no byte of the mirror's files.
+fn assert_no_canary(run: &Run, db: &Path) {
+    assert!(!run.stdout.contains(CANARY), "password on stdout");
+    assert!(!run.stderr.contains(CANARY), "password on stderr");
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let path = format!("{}{suffix}", db.display());
+        if let Ok(bytes) = std::fs::read(&path) {
+            let found = bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes());
+            assert!(!found, "password in {path}");
+        }
+    }
+}
+
+/// The last lines of a run's stderr (the error), for assertion messages.
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(4)..].join("\n")
+}
+
+fn assert_synced(run: &Run, db: &Path, model: &SharedModel) {
+    assert_eq!(run.code, Some(0), "sync failed: {}", tail(&run.stderr));
+    assert_eq!(assert_mirror_equals_source(db, model), 3 * ROWS);
+}
+
+/// Refused: non-zero exit, quickly, the cause named, and no rows or checkpoint stored.
+fn assert_refused(run: &Run, db: &Path, cause: &str) {
+    assert_eq!(run.code, Some(1), "not refused: {}", tail(&run.stderr));
+    assert!(
+        run.elapsed < REFUSED_WITHIN,
+        "refused only after {:?}",
+        run.elapsed
+    );
+    let last = run.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("vtmirror: ") && last.to_lowercase().contains(cause),
+        "expected {cause:?} in the final line: {}",
+        tail(&run.stderr)
+    );
+    if db.exists() {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let checkpoints: i64 = conn
+            .query_row("SELECT count(*) FROM _vtmirror_checkpoint", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('customer', 'corder', 'accounts')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((checkpoints, tables), (0, 0), "the mirror was written");
+    }
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        Files {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("m.db")
+    }
+    fn write(&self, name: &str, text: &str) -> String {
+        write(self.dir.path(), name, text)
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca_syncs_and_the_mirror_equals_the_source() {
+    let ca = Ca::new("test CA");
+    let server_cert = ca.leaf(&["127.0.0.1"]);
+    let (model, server) = secured_source(Security {
+        tls: tls(&server_cert, None),
+        static_auth: None,
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+    let run = sync(&addr, &files.db(), &["--tls-ca", &ca_file], &[]).await;
+    assert_synced(&run, &files.db(), &model);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_name_override_accepts_a_certificate_for_another_name() {
+    let ca = Ca::new("test CA");
+    let server_cert = ca.leaf(&["vtgate.internal"]);
+    let (model, server) = secured_source(Security {
+        tls: tls(&server_cert, None),
+        static_auth: None,
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+    let flags = ["--tls-ca", &ca_file, "--tls-server-name", "vtgate.internal"];
+    let run = sync(&addr, &files.db(), &flags, &[]).await;
+    assert_synced(&run, &files.db(), &model);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_syncs_with_a_client_certificate_and_is_refused_without_one() {
+    let ca = Ca::new("test CA");
+    let client_ca = Ca::new("client CA");
+    let (model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), Some(&client_ca)),
+        static_auth: None,
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+
+    let refused = sync(&addr, &files.db(), &["--tls-ca", &ca_file], &[]).await;
+    assert_refused(&refused, &files.db(), "client certificate");
+
+    let stranger = ca.leaf(&["mirror"]);
+    let flags = [
+        "--tls-ca",
+        &ca_file,
+        "--tls-cert",
+        &files.write("stranger.pem", &stranger.cert_pem),
+        "--tls-key",
+        &files.write("stranger.key", &stranger.key_pem),
+    ];
+    let refused = sync(&addr, &files.db(), &flags, &[]).await;
+    assert_refused(&refused, &files.db(), "client certificate");
+
+    let client = client_ca.leaf(&["mirror"]);
+    let flags = [
+        "--tls-ca",
+        &ca_file,
+        "--tls-cert",
+        &files.write("client.pem", &client.cert_pem),
+        "--tls-key",
+        &files.write("client.key", &client.key_pem),
+    ];
+    let run = sync(&addr, &files.db(), &flags, &[]).await;
+    assert_synced(&run, &files.db(), &model);
+}
+
+/// A TLS vtgate whose certificate is `server_cert`, and a sync trusting `trusted`.
+async fn sync_against(server_cert: pki::Leaf, trusted: &Ca, extra: &[&str]) -> (Run, Files) {
+    let (_model, server) = secured_source(Security {
+        tls: tls(&server_cert, None),
+        static_auth: None,
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &trusted.pem());
+    let mut flags = vec!["--tls-ca", ca_file.as_str()];
+    flags.extend_from_slice(extra);
+    let run = sync(&server.addr().to_string(), &files.db(), &flags, &[]).await;
+    (run, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let (ca, other) = (Ca::new("test CA"), Ca::new("another CA"));
+    let (run, files) = sync_against(ca.leaf(&["127.0.0.1"]), &other, &[]).await;
+    assert_refused(&run, &files.db(), "unknownissuer");
+    assert!(run.stderr.contains("--tls-ca"), "{}", tail(&run.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_host_is_refused() {
+    let ca = Ca::new("test CA");
+    let (run, files) = sync_against(ca.leaf(&["other.example"]), &ca, &[]).await;
+    assert_refused(&run, &files.db(), "not valid for name");
+    assert!(
+        run.stderr.contains("--tls-server-name"),
+        "{}",
+        tail(&run.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_server_certificate_is_refused() {
+    let ca = Ca::new("test CA");
+    let (run, files) = sync_against(ca.expired_leaf(&["127.0.0.1"]), &ca, &[]).await;
+    assert_refused(&run, &files.db(), "expired");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_client_is_refused_by_a_tls_vtgate() {
+    let ca = Ca::new("test CA");
+    let (_model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), None),
+        static_auth: None,
+    })
+    .await;
+    let files = Files::new();
+    let run = sync(&server.addr().to_string(), &files.db(), &[], &[]).await;
+    assert_refused(&run, &files.db(), "tls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_auth_with_the_password_from_a_file_syncs_and_never_shows_it() {
+    let ca = Ca::new("test CA");
+    let (model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), None),
+        static_auth: auth(CANARY),
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let password_file = files.write("password", &format!("{CANARY}\n"));
+    let flags = [
+        "--tls-ca",
+        &ca_file,
+        "--auth-user",
+        USER,
+        "--auth-password-file",
+        &password_file,
+    ];
+    // Everything logged, down to h2 frames and TLS records, must stay free of the password.
+    let run = sync(
+        &server.addr().to_string(),
+        &files.db(),
+        &flags,
+        &[("RUST_LOG", "trace")],
+    )
+    .await;
+    assert_synced(&run, &files.db(), &model);
+    assert!(run.stderr.len() > 10_000, "trace logs were written");
+    assert_no_canary(&run, &files.db());
+    let sent = server.requests();
+    assert!(!sent.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_auth_with_the_password_from_the_environment_or_a_creds_file_syncs() {
+    let ca = Ca::new("test CA");
+    let (model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), None),
+        static_auth: auth(CANARY),
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+    let flags = ["--tls-ca", &ca_file, "--auth-user", USER];
+    let env = [("VTMIRROR_AUTH_PASSWORD", CANARY)];
+    let run = sync(&addr, &files.db(), &flags, &env).await;
+    assert_synced(&run, &files.db(), &model);
+    assert_no_canary(&run, &files.db());
+
+    let creds = serde_json::json!({"Username": USER, "Password": CANARY}).to_string();
+    let creds_file = files.write("creds.json", &creds);
+    let other = files.dir.path().join("other.db");
+    let flags = [
+        "--tls-ca",
+        &ca_file,
+        "--auth-static-client-creds",
+        &creds_file,
+    ];
+    let run = sync(&addr, &other, &flags, &[]).await;
+    assert_synced(&run, &other, &model);
+    assert_no_canary(&run, &other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_or_missing_password_is_refused_quickly_and_not_retried() {
+    let ca = Ca::new("test CA");
+    let (_model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), None),
+        static_auth: auth("the-right-password"),
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+    let flags = ["--tls-ca", &ca_file, "--auth-user", USER];
+    let env = [("VTMIRROR_AUTH_PASSWORD", CANARY), ("RUST_LOG", "trace")];
+    let run = sync(&addr, &files.db(), &flags, &env).await;
+    assert_refused(&run, &files.db(), "permissiondenied");
+    assert!(run.stderr.contains("credentials"), "{}", tail(&run.stderr));
+    assert_eq!(server.auth_refusals(), 1, "one attempt, no retries");
+    assert_no_canary(&run, &files.db());
+
+    let run = sync(&addr, &files.db(), &["--tls-ca", &ca_file], &[]).await;
+    assert_refused(&run, &files.db(), "unauthenticated");
+    assert_eq!(server.auth_refusals(), 2, "one attempt, no retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_auth_over_plaintext_is_refused_unless_insecure_is_given() {
+    let (model, server) = secured_source(Security {
+        tls: None,
+        static_auth: auth(CANARY),
+    })
+    .await;
+    let files = Files::new();
+    let addr = server.addr().to_string();
+    let flags = ["--auth-user", USER];
+    let env = [("VTMIRROR_AUTH_PASSWORD", CANARY)];
+    let run = sync(&addr, &files.db(), &flags, &env).await;
+    assert_refused(&run, &files.db(), "--insecure");
+    assert!(!files.db().exists(), "refused before opening the mirror");
+    assert!(server.requests().is_empty(), "nothing was sent");
+    assert_no_canary(&run, &files.db());
+
+    let flags = ["--auth-user", USER, "--insecure"];
+    let run = sync(&addr, &files.db(), &flags, &env).await;
+    assert_synced(&run, &files.db(), &model);
+    assert_no_canary(&run, &files.db());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_connects_with_tls_and_static_auth() {
+    let ca = Ca::new("test CA");
+    let (_model, server) = secured_source(Security {
+        tls: tls(&ca.leaf(&["127.0.0.1"]), None),
+        static_auth: auth(CANARY),
+    })
+    .await;
+    let files = Files::new();
+    let ca_file = files.write("ca.pem", &ca.pem());
+    let addr = server.addr().to_string();
+    let args = [
+        "tail",
+        "--vtgate",
+        &addr,
+        "--keyspace",
+        "commerce",
+        "--pos",
+        "copy",
+        "--tables",
+        "customer",
+        "--count",
+        "1",
+        "--format",
+        "json",
+        "--tls-ca",
+        &ca_file,
+        "--auth-user",
+        USER,
+    ];
+    let run = run(&args, &[("VTMIRROR_AUTH_PASSWORD", CANARY)]).await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("\"customer\""), "{}", run.stdout);
+    assert_no_canary(&run, &files.db());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_or_incomplete_security_flags_are_refused_naming_the_flag() {
+    let files = Files::new();
+    let db = files.db();
+    let missing = files.dir.path().join("no-such-ca.pem");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--tls-ca", missing.to_str().unwrap()],
+            "cannot read --tls-ca",
+        ),
+        (
+            vec!["--tls-cert", "/dev/null"],
+            "--tls-cert needs --tls-key",
+        ),
+        (vec!["--auth-user", USER], "--auth-user needs a password"),
+    ];
+    for (flags, cause) in cases {
+        let run = sync("127.0.0.1:1", &db, &flags, &[]).await;
+        assert_refused(&run, &db, &cause.to_lowercase());
+        assert!(!db.exists());
+    }
+}
