@@ -142,6 +142,7 @@ fn assert_refused(run: &Run, db: &Path, cause: &str) {
         run.elapsed
     );
     let last = run.stderr.lines().last().unwrap_or("");
+    eprintln!("refused in {:?}: {last}", run.elapsed);
     assert!(
         last.starts_with("vtmirror: ") && last.to_lowercase().contains(cause),
         "expected {cause:?} in the final line: {}",

@@ -136,10 +136,16 @@ impl Vtgate {
         let Some(auth) = &self.auth else {
             return Ok(Credentials(None));
         };
+        // gRPC metadata values are printable ASCII; anything else would be mangled on the way.
+        let printable = |text: &str| text.chars().all(|c| c == ' ' || c.is_ascii_graphic());
+        if !printable(&auth.username) || !printable(&auth.password.0) {
+            anyhow::bail!("the static auth user name and password must be printable ASCII");
+        }
         let username = MetadataValue::try_from(auth.username.as_str())
-            .context("the static auth user name must be printable ASCII")?;
-        let mut password = MetadataValue::try_from(auth.password.0.as_str())
-            .map_err(|_| anyhow::anyhow!("the static auth password must be printable ASCII"))?;
+            .context("the static auth user name is not a valid gRPC metadata value")?;
+        let mut password = MetadataValue::try_from(auth.password.0.as_str()).map_err(|_| {
+            anyhow::anyhow!("the static auth password is not a valid gRPC metadata value")
+        })?;
         // Kept out of HTTP/2 header compression tables (HPACK "never indexed").
         password.set_sensitive(true);
         Ok(Credentials(Some((username, password))))
