@@ -49,7 +49,8 @@ async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
     let outcome = vtmirror::sync::run(opts, progress, shutdown_signal()).await;
     reporter.stop();
-    tracing::info!(?outcome, "sync finished");
+    // The error itself is printed once, rendered and redacted, by `main`.
+    tracing::info!(outcome = ?outcome.as_ref().ok(), "sync finished");
     outcome.map(|_| ())
 }
 

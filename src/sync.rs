@@ -13,11 +13,10 @@ use crate::apply::{QueuedSteps, Writer, WriterMsg};
 use crate::batch::CommitPolicy;
 use crate::checkpoint;
 use crate::decode::{Decoder, Step};
-use crate::error::{classify, Backoff, Class, Transient};
+use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
-use crate::redact::redact;
 use crate::resume::{start_position, Start};
 use crate::store::{Durability, Identity, Mirror};
 use crate::vstream::{connect, open_stream, StreamSpec};
@@ -103,8 +102,9 @@ pub async fn run(
             }
             Err(err) => err,
         };
-        // Remote errors can quote row data: only the redacted text is logged or stored.
-        let shown = redact(&format!("{err:#}"));
+        // Remote errors can quote row data: only the redacted rendering is logged or stored
+        // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
+        let shown = render(&err);
         if classify(&err) == Class::Definite {
             metadata::set_status(conn, "state", "failed")?;
             metadata::set_status(conn, "last_error", &shown)?;

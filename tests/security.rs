@@ -111,13 +111,19 @@ async fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
 
 /// The canary password shows in no output and in no byte of the mirror's files.
 fn assert_no_canary(run: &Run, db: &Path) {
-    assert!(!run.stdout.contains(CANARY), "password on stdout");
-    assert!(!run.stderr.contains(CANARY), "password on stderr");
+    assert_nowhere(CANARY, run, db);
+}
+
+/// `secret` shows in no output and in no byte of the mirror's files.
+fn assert_nowhere(secret: &str, run: &Run, db: &Path) {
+    assert!(!run.stdout.contains(secret), "{secret} on stdout");
+    let leak = run.stderr.lines().find(|l| l.contains(secret));
+    assert!(leak.is_none(), "{secret} on stderr: {leak:?}");
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let path = format!("{}{suffix}", db.display());
         if let Ok(bytes) = std::fs::read(&path) {
-            let found = bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes());
-            assert!(!found, "password in {path}");
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{secret} in {path}");
         }
     }
 }
@@ -485,4 +491,56 @@ async fn unreadable_or_incomplete_security_flags_are_refused_naming_the_flag() {
         assert_refused(&run, &db, &cause.to_lowercase());
         assert!(!db.exists());
     }
+}
+
+/// vttablet's wording for a duplicate key, relayed by vtgate, quoting a row's value.
+const RELAYED_ROW_VALUE: &str = "secret-row-value@example.com";
+
+fn relayed_duplicate_key_error() -> String {
+    format!(
+        "target: commerce.-80.primary: vttablet: rpc error: code = AlreadyExists desc = Duplicate entry '{RELAYED_ROW_VALUE}' for key 'customer.email_idx' (errno 1062) (sqlstate 23000) (CallerID: userData1): Sql: \"insert into customer(customer_id, email) values (:vtg1, :vtg2)\", BindVars: {{vtg1: \"type:INT64 value:\\\"7\\\"\"vtg2: \"type:VARCHAR value:\\\"{RELAYED_ROW_VALUE}\\\"\"}}"
+    )
+}
+
+fn stored_last_error(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT value FROM _vtmirror_status WHERE key = 'last_error'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_values_in_relayed_errors_are_redacted_in_logs_output_and_the_mirror() {
+    let (model, server) = secured_source(Security::default()).await;
+    let files = Files::new();
+    let addr = server.addr().to_string();
+    // Transient (retried): logged as a warning and stored as last_error, then caught up.
+    let message = relayed_duplicate_key_error();
+    server
+        .faults()
+        .fail_after_events(50, tonic::Code::Unknown, &message);
+    let run = sync(&addr, &files.db(), &[], &[]).await;
+    assert_synced(&run, &files.db(), &model);
+    let stored = stored_last_error(&files.db());
+    assert!(stored.contains("Duplicate entry '<redacted>'"), "{stored}");
+    assert!(
+        run.stderr.contains("BindVars: {<redacted>}"),
+        "the warning was logged"
+    );
+    // Definite: the final line and the stored error.
+    server
+        .faults()
+        .reject_next_requests(1, tonic::Code::AlreadyExists, &message);
+    let failed = sync(&addr, &files.db(), &[], &[]).await;
+    assert_eq!(failed.code, Some(1), "{}", tail(&failed.stderr));
+    assert!(failed
+        .stderr
+        .contains("AlreadyExists: target: commerce.-80.primary"));
+    let stored = stored_last_error(&files.db());
+    assert!(stored.contains("Sql: \"<redacted>\""), "{stored}");
+    assert_nowhere(RELAYED_ROW_VALUE, &run, &files.db());
+    assert_nowhere(RELAYED_ROW_VALUE, &failed, &files.db());
 }
