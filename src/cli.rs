@@ -13,6 +13,10 @@ use crate::store::Durability;
 use crate::sync::{StartFrom, SyncOptions};
 use crate::vstream::{StreamFlags, StreamSpec};
 
+mod connection;
+
+pub use connection::ConnectionArgs;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "vtmirror",
@@ -43,7 +47,8 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  vtmirror sync --vtgate 127.0.0.1:15991 --keyspace commerce --db commerce.db\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace things --db t.db --tables things,things_name_lookup --exit-when-caught-up\n  \
-        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'"
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --tls-ca ca.pem --auth-user mirror --auth-password-file /etc/vtmirror/password"
     )]
     Sync(SyncArgs),
     /// Print a keyspace's changes as they happen (writes no file), like the Vitess example
@@ -142,6 +147,8 @@ pub struct SyncArgs {
     /// Longest wait between reconnect attempts, in seconds.
     #[arg(long, default_value_t = 30.0, env = "VTMIRROR_MAX_BACKOFF")]
     pub max_backoff: f64,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 impl SyncArgs {
@@ -160,7 +167,7 @@ impl SyncArgs {
         }
         Ok(SyncOptions {
             spec: StreamSpec::from_flags(StreamFlags {
-                vtgate: &self.vtgate,
+                vtgate: self.connection.vtgate(&self.vtgate)?,
                 keyspace: &self.keyspace,
                 tables: &self.tables,
                 rules: &self.rules,

@@ -79,7 +79,7 @@ pub async fn run(
 fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
     SyncOptions {
         spec: StreamSpec {
-            vtgate: endpoint.to_string(),
+            vtgate: endpoint.into(),
             keyspace: "commerce".into(),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,

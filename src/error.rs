@@ -30,6 +30,11 @@ const DEFINITE_TEXT: &[&str] = &[
 ];
 
 pub fn classify(err: &anyhow::Error) -> Class {
+    // A refused certificate or a protocol mismatch sits under transport errors that would
+    // otherwise read as transient.
+    if crate::transport::is_tls_failure(err) {
+        return Class::Definite;
+    }
     for cause in err.chain() {
         if let Some(status) = cause.downcast_ref::<tonic::Status>() {
             return classify_status(status);
@@ -136,17 +141,19 @@ impl Backoff {
     }
 }
 
-/// One line for a person: the error chain (gRPC statuses as `CODE: message`) and, for the
-/// definite errors people meet, what to do about it.
+/// One line for a person: the error chain (gRPC statuses as `CODE: message`, row values
+/// redacted) and, for the definite errors people meet, what to do about it.
 pub fn render(err: &anyhow::Error) -> String {
-    let parts: Vec<String> = err
+    let mut parts: Vec<String> = err
         .chain()
         .map(|cause| match cause.downcast_ref::<tonic::Status>() {
             Some(status) => format!("{:?}: {}", status.code(), status.message()),
             None => cause.to_string(),
         })
         .collect();
-    let mut line = parts.join(": ");
+    // An io::Error shows its inner error's text, which then comes again as its source.
+    parts.dedup();
+    let mut line = crate::redact::redact(&parts.join(": "));
     if let Some(hint) = hint(&line.to_lowercase()) {
         line.push_str(" — ");
         line.push_str(hint);
@@ -159,7 +166,17 @@ fn hint(text: &str) -> Option<&'static str> {
         ("not found in the", "the stored position names a shard that no longer exists (removed after a reshard); this mirror cannot resume: start a new mirror file to copy the keyspace again"),
         ("purged", "the source no longer has the binlogs after the stored position; this mirror cannot resume: start a new mirror file to copy the keyspace again"),
         ("gtidset mismatch", "the stored position is not on this source (another cluster, or restored from a backup); start a new mirror file"),
-        ("unauthenticated", "vtgate refused the credentials"),
+        ("unauthenticated", "vtgate wants Vitess static auth credentials: --auth-user with --auth-password-file or VTMIRROR_AUTH_PASSWORD, or --auth-static-client-creds"),
+        ("permissiondenied", "vtgate refused the credentials: check --auth-user and the password"),
+        ("unknownissuer", "vtgate's certificate is not signed by a trusted CA: give its CA with --tls-ca FILE"),
+        ("certificate not valid for name", "vtgate's certificate is for another name: connect by that name, or name it with --tls-server-name"),
+        ("certificate expired", "vtgate's certificate has expired (or this machine's clock is wrong)"),
+        ("not valid yet", "vtgate's certificate is not valid yet (or this machine's clock is wrong)"),
+        ("alert: certificaterequired", "vtgate requires a client certificate: --tls-cert FILE --tls-key FILE"),
+        ("alert: unknownca", "vtgate refused the client certificate (--tls-cert): not signed by a CA it trusts"),
+        ("alert: badcertificate", "vtgate refused the client certificate (--tls-cert)"),
+        ("received corrupt message", "vtgate does not seem to speak TLS: drop --tls and the TLS flags, or check the port"),
+        ("frame with invalid size", "vtgate did not answer in plaintext HTTP/2: if it serves TLS, connect with --tls (and --tls-ca FILE)"),
         ("message length too large", "one VStream message is larger than vtmirror accepts (VTMIRROR_MAX_MESSAGE_BYTES, default 256 MiB) and would come again on every retry; raise the limit"),
         ("already writing", "stop the other sync first, or use another --db file"),
     ];
@@ -216,6 +233,43 @@ mod tests {
         assert_eq!(
             classify(&anyhow::anyhow!("row has 3 values")),
             Class::Definite
+        );
+    }
+
+    #[test]
+    fn tls_failures_under_transport_errors_are_definite() {
+        let rustls_error = tokio_rustls::rustls::Error::InvalidCertificate(
+            tokio_rustls::rustls::CertificateError::UnknownIssuer,
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls_error);
+        let err = anyhow::Error::new(io).context("connecting to vtgate at x:1");
+        assert_eq!(classify(&err), Class::Definite);
+        assert!(render(&err).contains("--tls-ca"), "{}", render(&err));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(classify(&anyhow::Error::new(plain)), Class::Transient);
+    }
+
+    #[test]
+    fn refused_credentials_stop_with_a_hint() {
+        let denied = status(
+            Code::PermissionDenied,
+            "auth failure: caller \"mirror\" provided invalid credentials",
+        );
+        assert_eq!(classify(&denied), Class::Definite);
+        assert!(render(&denied).contains("check --auth-user and the password"));
+    }
+
+    #[test]
+    fn rendered_remote_errors_hold_no_row_values() {
+        let relayed = status(
+            Code::AlreadyExists,
+            "Duplicate entry 'bob@example.com' for key 'email_idx' (errno 1062) (sqlstate 23000) (CallerID: u): Sql: \"insert into c values (:vtg1)\", BindVars: {vtg1: \"type:VARCHAR value:\\\"bob@example.com\\\"\"}",
+        );
+        let shown = render(&relayed);
+        assert!(!shown.contains("bob@"), "{shown}");
+        assert!(
+            shown.starts_with("streaming from vtgate: AlreadyExists: Duplicate entry '<redacted>'"),
+            "{shown}"
         );
     }
 

@@ -14,6 +14,7 @@
 //! | `cli` | command-line flags (each also from a `VTMIRROR_*` variable) |
 //! | `sync` | orchestration: checkpoint → stream → decode → writer; retry and shutdown |
 //! | `vstream` | connect to vtgate and build the VStream request |
+//! | `transport` | how to reach vtgate: address, TLS, static auth credentials |
 //! | `decode` | VEvents → steps; validates every wire fact, never panics |
 //! | `value` | Vitess type + bytes → SQLite value |
 //! | `position_check` | every VGTID: one keyspace, same key range (reshards allowed), GTID sets only grow |
@@ -29,6 +30,7 @@
 //! | `store` | the mirror file: pragmas, migrations, lock, identity |
 //! | `metadata` | reads and writes of the `_vtmirror_*` tables |
 //! | `error` | transient vs definite errors; backoff |
+//! | `redact` | row values out of relayed remote errors before they are shown or stored |
 //! | `progress` | live counters for progress reporting |
 //! | `demo` | `vtmirror demo`: the simulated vtgate synced into `demo.db` |
 //! | `tail` | `vtmirror tail`: print a keyspace's changes (no file), like the Vitess example client |
@@ -65,6 +67,7 @@ pub mod position_check;
 pub mod progress;
 pub mod proto;
 pub mod query;
+pub mod redact;
 pub mod render;
 pub mod report;
 pub mod resume;
@@ -76,6 +79,7 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tail;
+pub mod transport;
 pub mod upsert;
 pub mod value;
 pub mod vstream;

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vtmirror::cli::{Cli, Command, LogFormat};
@@ -45,14 +44,13 @@ async fn shutdown_signal() {
 async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let opts = args.options()?;
     // A typo in --vtgate shows at once; later connection losses are retried forever.
-    vtmirror::vstream::connect(&opts.spec.vtgate)
-        .await
-        .context("vtgate is unreachable; check --vtgate")?;
+    vtmirror::transport::connect_first(&opts.spec.vtgate).await?;
     let progress = Arc::new(Progress::default());
     let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
     let outcome = vtmirror::sync::run(opts, progress, shutdown_signal()).await;
     reporter.stop();
-    tracing::info!(?outcome, "sync finished");
+    // The error itself is printed once, rendered and redacted, by `main`.
+    tracing::info!(outcome = ?outcome.as_ref().ok(), "sync finished");
     outcome.map(|_| ())
 }
 

@@ -13,7 +13,7 @@ use crate::apply::{QueuedSteps, Writer, WriterMsg};
 use crate::batch::CommitPolicy;
 use crate::checkpoint;
 use crate::decode::{Decoder, Step};
-use crate::error::{classify, Backoff, Class, Transient};
+use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
@@ -102,17 +102,20 @@ pub async fn run(
             }
             Err(err) => err,
         };
+        // Remote errors can quote row data: only the redacted rendering is logged or stored
+        // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
+        let shown = render(&err);
         if classify(&err) == Class::Definite {
             metadata::set_status(conn, "state", "failed")?;
-            metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+            metadata::set_status(conn, "last_error", &shown)?;
             return Err(err);
         }
         if progress.snapshot().commits != commits_before {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
-        metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+        tracing::warn!(error = %shown, retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
+        metadata::set_status(conn, "last_error", &shown)?;
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut shutdown => return Ok(Outcome::Shutdown),

@@ -1,36 +1,24 @@
-//! Talking to vtgate: connect (keepalive, message size), build the VStream request from a
+//! Talking to vtgate: connect (through `transport`), build the VStream request from a
 //! position, and read responses with a stall timeout.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tonic::transport::{Channel, Endpoint};
 use tonic::Streaming;
 
 use crate::proto::binlogdata::{Filter, Rule, VGtid};
 use crate::proto::topodata::TabletType;
 use crate::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
-use crate::proto::vtgateservice::vitess_client::VitessClient;
 use crate::proto::vtrpc::CallerId;
+use crate::transport::{Vtgate, VtgateClient};
 
-/// vtgate's own limit is 16 MiB by default; a single huge row is sent alone and may exceed
-/// any packet size, so accept up to this much.
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
-
-/// `VTMIRROR_MAX_MESSAGE_BYTES` overrides `MAX_MESSAGE_BYTES` (tests lower it to send a
-/// message just over the limit without hundreds of MiB).
-pub fn max_message_bytes() -> usize {
-    std::env::var("VTMIRROR_MAX_MESSAGE_BYTES")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(MAX_MESSAGE_BYTES)
-}
+pub use crate::transport::{max_message_bytes, MAX_MESSAGE_BYTES};
 
 /// Everything about the stream that does not change between reconnects.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
-    pub vtgate: String,
+    /// Address, TLS and credentials.
+    pub vtgate: Vtgate,
     pub keyspace: String,
     pub rules: Vec<Rule>,
     pub tablet_type: TabletType,
@@ -41,7 +29,7 @@ pub struct StreamSpec {
 
 /// The stream flags `sync` and `tail` share, as given on the command line.
 pub struct StreamFlags<'a> {
-    pub vtgate: &'a str,
+    pub vtgate: Vtgate,
     pub keyspace: &'a str,
     pub tables: &'a [String],
     pub rules: &'a [String],
@@ -61,7 +49,7 @@ impl StreamSpec {
             );
         }
         Ok(StreamSpec {
-            vtgate: flags.vtgate.to_string(),
+            vtgate: flags.vtgate,
             keyspace: flags.keyspace.to_string(),
             rules: rules(flags.tables, flags.rules),
             tablet_type: parse_tablet_type(flags.tablet_type)?,
@@ -103,31 +91,13 @@ impl StreamSpec {
     }
 }
 
-pub async fn connect(vtgate: &str) -> Result<VitessClient<Channel>> {
-    let uri = if vtgate.contains("://") {
-        vtgate.to_string()
-    } else {
-        format!("http://{vtgate}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("invalid vtgate address {vtgate}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to vtgate at {vtgate}"))?;
-    let limit = max_message_bytes();
-    Ok(VitessClient::new(channel)
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit))
+/// Connects to vtgate as `vtgate` says (TLS, credentials): see `transport`.
+pub async fn connect(vtgate: &Vtgate) -> Result<VtgateClient> {
+    crate::transport::connect(vtgate).await
 }
 
 pub async fn open_stream(
-    client: &mut VitessClient<Channel>,
+    client: &mut VtgateClient,
     request: VStreamRequest,
 ) -> Result<Streaming<VStreamResponse>> {
     Ok(client
@@ -221,7 +191,7 @@ mod tests {
     #[test]
     fn caller_id_and_heartbeat_are_sent() {
         let spec = StreamSpec {
-            vtgate: "x:1".into(),
+            vtgate: Vtgate::from("x:1"),
             keyspace: "ks".into(),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,

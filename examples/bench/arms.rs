@@ -177,7 +177,7 @@ pub fn naive_copy(db: &Path, rows: &[Vec<Value>], payload_bytes: u64) -> Result<
 
 fn stream_spec(endpoint: &str) -> StreamSpec {
     StreamSpec {
-        vtgate: endpoint.to_string(),
+        vtgate: endpoint.into(),
         keyspace: KEYSPACE.into(),
         rules: rules(&[], &[]),
         tablet_type: TabletType::Replica,
@@ -194,7 +194,7 @@ async fn receive_and_decode(
     responses: usize,
 ) -> Result<(Duration, Duration, u64)> {
     let (start, cpu0) = (Instant::now(), thread_cpu());
-    let mut client = connect(&endpoint).await?;
+    let mut client = connect(&endpoint.as_str().into()).await?;
     let position = vtmirror::checkpoint::fresh(KEYSPACE, "");
     let mut stream = open_stream(&mut client, stream_spec(&endpoint).request(position)).await?;
     let mut decoder = Decoder::new(KEYSPACE);

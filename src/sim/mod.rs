@@ -10,7 +10,8 @@
 //! * `request` — vtgate/vttablet request validation and copy plan;
 //! * `shard_stream` — one shard's copy / catch-up / replication state machine;
 //! * `stream` — merging shards into responses, heartbeats, faults, throttling;
-//! * `server` — the tonic server (`SimVtgate`); `faults` — fault injection.
+//! * `server` — the tonic server (`SimVtgate`); `faults` — fault injection;
+//! * `security` — optional TLS / mTLS and static auth of the server.
 //!
 //! Typical use:
 //! ```no_run
@@ -34,6 +35,7 @@ mod model;
 mod request;
 mod rng;
 mod schema;
+mod security;
 mod server;
 mod shard_stream;
 mod shared;
@@ -50,6 +52,7 @@ pub use model::{
     now_secs, BinlogTxn, Model, ModelError, Op, Row, RowChange, Shard, TxnSpec, INITIAL_TXNS,
 };
 pub use schema::{ColKind, ColumnSpec, ModelSpec, TableSpec, CHARSET_BINARY, CHARSET_UTF8MB4};
+pub use security::{Security, ServerTls};
 pub use server::{SimService, SimVtgate};
 pub use shard_stream::BatchLimits;
 pub use shared::SharedModel;

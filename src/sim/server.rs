@@ -1,6 +1,7 @@
 //! The tonic server: `vtgateservice.Vitess/VStream` over the shared model.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,10 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use super::faults::Faults;
 use super::request::resolve;
+use super::security::{Security, StaticAuthCheck};
 use super::shared::SharedModel;
 use super::stream::{Stream, StreamEnv, StreamOptions};
 use crate::proto::topodata::TabletType;
@@ -73,6 +76,8 @@ pub struct SimVtgate {
     stop_streams: watch::Sender<bool>,
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    tls: bool,
+    auth_refusals: Arc<AtomicUsize>,
 }
 
 impl SimVtgate {
@@ -97,6 +102,16 @@ impl SimVtgate {
         listener: TcpListener,
         opts: StreamOptions,
     ) -> anyhow::Result<Self> {
+        Self::serve_secured(model, listener, opts, Security::default())
+    }
+
+    /// Serves on an already bound listener with TLS and/or static auth.
+    pub fn serve_secured(
+        model: Arc<SharedModel>,
+        listener: TcpListener,
+        opts: StreamOptions,
+        security: Security,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let faults = Arc::new(Faults::default());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -112,13 +127,22 @@ impl SimVtgate {
         let svc = VitessServer::new(service)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(usize::MAX);
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stop_rx.await;
-                }),
-        );
+        let auth_refusals = Arc::new(AtomicUsize::new(0));
+        let check = StaticAuthCheck {
+            accepted: security.static_auth,
+            refused: auth_refusals.clone(),
+        };
+        let svc = InterceptedService::new(svc, check);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &security.tls {
+            builder = builder.tls_config(tls.config())?;
+        }
+        let server = tokio::spawn(builder.add_service(svc).serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
         Ok(Self {
             addr,
             model,
@@ -127,6 +151,8 @@ impl SimVtgate {
             stop_streams,
             stop_server: Some(stop_tx),
             server,
+            tls: security.tls.is_some(),
+            auth_refusals,
         })
     }
 
@@ -135,9 +161,10 @@ impl SimVtgate {
         self.addr
     }
 
-    /// `http://<addr>`, for `VitessClient::connect`.
+    /// `http://<addr>` (`https://` when serving TLS), for `VitessClient::connect`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The model served.
@@ -151,6 +178,11 @@ impl SimVtgate {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Calls refused by static auth so far.
+    pub fn auth_refusals(&self) -> usize {
+        self.auth_refusals.load(Ordering::Relaxed)
     }
 
     /// The fault switchboard.

@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tonic::transport::Channel;
 
 use crate::checkpoint;
 use crate::error::{classify, Backoff, Class, Transient};
 use crate::proto::binlogdata::VGtid;
-use crate::proto::vtgateservice::vitess_client::VitessClient;
 use crate::render::output_error;
-use crate::vstream::{connect, open_stream, StreamFlags, StreamSpec};
+use crate::transport::VtgateClient;
+use crate::vstream::{open_stream, StreamFlags, StreamSpec};
 
 pub use follow::{Follower, Item};
 
@@ -63,6 +62,8 @@ pub struct TailArgs {
     /// Longest wait between reconnect attempts, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub max_backoff: f64,
+    #[command(flatten)]
+    pub connection: crate::cli::ConnectionArgs,
 }
 
 /// Everything a tail needs, validated.
@@ -91,7 +92,7 @@ impl TailArgs {
         };
         Ok(TailOptions {
             spec: StreamSpec::from_flags(StreamFlags {
-                vtgate: &self.vtgate,
+                vtgate: self.connection.vtgate(&self.vtgate)?,
                 keyspace: &self.keyspace,
                 tables: &self.tables,
                 rules: &self.rules,
@@ -122,9 +123,7 @@ pub async fn run(
 ) -> Result<()> {
     let Sinks { out, notices } = sinks;
     let spec = &opts.spec;
-    let client = connect(&spec.vtgate)
-        .await
-        .context("vtgate is unreachable; check --vtgate")?;
+    let client = crate::transport::connect_first(&spec.vtgate).await?;
     writeln!(
         notices,
         "vtgate connected: {}\nvgtid: {}\ntablet_type: {}\n",
@@ -236,7 +235,7 @@ impl State<'_> {
 /// One stream's life; Ok only when `--count` is reached.
 async fn session(
     opts: &TailOptions,
-    mut client: VitessClient<Channel>,
+    mut client: VtgateClient,
     state: &mut State<'_>,
 ) -> Result<()> {
     let request = opts.spec.request(state.position.clone());
@@ -272,10 +271,12 @@ async fn session(
     }
 }
 
-/// `Code: UNAVAILABLE: message` for gRPC errors, the whole chain otherwise.
+/// `Code: UNAVAILABLE: message` for gRPC errors, the whole chain otherwise; row values
+/// redacted.
 fn describe(err: &anyhow::Error) -> String {
-    match err.chain().find_map(|c| c.downcast_ref::<tonic::Status>()) {
+    let text = match err.chain().find_map(|c| c.downcast_ref::<tonic::Status>()) {
         Some(status) => format!("Code: {:?}: {}", status.code(), status.message()),
         None => format!("{err:#}"),
-    }
+    };
+    crate::redact::redact(&text)
 }

@@ -48,7 +48,7 @@ pub async fn source_with_batch(
 pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
     SyncOptions {
         spec: StreamSpec {
-            vtgate: endpoint.to_string(),
+            vtgate: endpoint.into(),
             keyspace: "commerce".into(),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,
