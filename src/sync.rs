@@ -17,9 +17,13 @@ use crate::error::{classify, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
+use crate::proto::vtgate::{VStreamRequest, VStreamResponse};
+use crate::proto::vtgateservice::vitess_client::VitessClient;
 use crate::resume::{start_position, Start};
 use crate::store::{Durability, Identity, Mirror};
 use crate::vstream::{connect, open_stream, StreamSpec};
+use tonic::transport::Channel;
+use tonic::Streaming;
 
 /// Where a fresh mirror starts.
 #[derive(Debug, Clone)]
@@ -222,6 +226,16 @@ async fn attempt(
     Ok((mirror, result))
 }
 
+/// Connects and starts the VStream; the client is kept alive with its stream.
+async fn open(
+    vtgate: &str,
+    request: VStreamRequest,
+) -> Result<(VitessClient<Channel>, Streaming<VStreamResponse>)> {
+    let mut client = connect(vtgate).await?;
+    let responses = open_stream(&mut client, request).await?;
+    Ok((client, responses))
+}
+
 fn copy_requested(position: &VGtid) -> bool {
     position
         .shard_gtids
@@ -237,14 +251,24 @@ async fn stream(
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
     tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
-    let mut client = connect(&opts.spec.vtgate).await?;
-    let request = opts.spec.request(start.vgtid);
-    let mut responses = open_stream(&mut client, request).await?;
-    let mut decoder = Decoder::new(&opts.spec.keyspace);
     let stall = opts
         .spec
         .stall_timeout()
         .unwrap_or(Duration::from_secs(3600));
+    let request = opts.spec.request(start.vgtid);
+    // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
+    // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.
+    let opened = tokio::select! {
+        r = tokio::time::timeout(stall, open(&opts.spec.vtgate, request)) => r,
+        _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+    };
+    let (_client, mut responses) = opened.map_err(|_| {
+        Transient(format!(
+            "vtgate did not answer the VStream request within {}s",
+            stall.as_secs()
+        ))
+    })??;
+    let mut decoder = Decoder::new(&opts.spec.keyspace);
     let (mut last_message, mut last_data) = (Instant::now(), Instant::now());
     loop {
         let caught_up_mode = opts.exit_when_caught_up && copy_done && !decoder.in_transaction();
