@@ -17,6 +17,18 @@ use crate::proto::vtrpc::CallerId;
 /// any packet size, so accept up to this much.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// HTTP/2 keepalive, the only liveness check with `--heartbeat 0` and before a stream's first
+/// message: a PING after this long without a byte from vtgate (so never while it streams
+/// events or heartbeats). Not lower: vtgate's gRPC server (grpc-go) counts PINGs closer than
+/// `--grpc_server_keepalive_enforcement_policy_min_time` (default 10 s) as abuse and answers
+/// them with GOAWAY `too_many_pings`; 15 s keeps a margin over that.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// ... and the connection counts as dead if the PONG takes longer than this. The PONG queues
+/// behind up to an HTTP/2 window of data already in flight, so a slow link needs seconds.
+/// A black-holed connection is detected after interval + timeout = 25 s (measured in
+/// `tests/network_faults.rs`; 30 s with the former 20 s interval).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything about the stream that does not change between reconnects.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
@@ -96,8 +108,8 @@ pub async fn connect(vtgate: &str) -> Result<VitessClient<Channel>> {
         .with_context(|| format!("invalid vtgate address {vtgate}"))?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
     let channel = endpoint
         .connect()
