@@ -63,7 +63,10 @@ impl BinarySync {
             .arg("--db")
             .arg(db)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("VTMIRROR_NET_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
