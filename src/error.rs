@@ -11,9 +11,6 @@ pub enum Class {
     Definite,
 }
 
-/// vtrpc code 17 (a reparent or reshard in progress); not a standard gRPC code.
-const CLUSTER_EVENT: i32 = 17;
-
 /// Message fragments of errors that retrying can never fix.
 const DEFINITE_TEXT: &[&str] = &[
     "purged", // binlogs gone: errno 1236 / 1789
@@ -27,6 +24,9 @@ const DEFINITE_TEXT: &[&str] = &[
     "code: invalid_argument", // a tablet error at a fixed position: it fails the same way again
     "failed to build table replication plan",
     "message length too large", // the same message comes again on every retry
+    // A plaintext client reading a TLS server's bytes as HTTP/2: a protocol mismatch, not a
+    // broken connection (checked before the "h2 protocol error" transport texts).
+    "frame with invalid size",
 ];
 
 pub fn classify(err: &anyhow::Error) -> Class {
@@ -66,13 +66,15 @@ impl std::fmt::Display for Transient {
 
 impl std::error::Error for Transient {}
 
+/// Statuses tonic makes up itself when the connection breaks (an HTTP/2 reset or GOAWAY from a
+/// proxy in front of vtgate, a body ending inside a message): INTERNAL by the gRPC mapping,
+/// but nothing vtgate said. vtgate's own INTERNAL errors never start like this.
+const TRANSPORT_TEXT: &[&str] = &["h2 protocol error:", "unexpected eof decoding stream"];
+
 fn classify_status(status: &tonic::Status) -> Class {
     let text = status.message().to_lowercase();
     if DEFINITE_TEXT.iter().any(|t| text.contains(t)) {
         return Class::Definite;
-    }
-    if i32::from(status.code()) == CLUSTER_EVENT {
-        return Class::Transient;
     }
     match status.code() {
         Code::Unavailable
@@ -82,7 +84,9 @@ fn classify_status(status: &tonic::Status) -> Class {
         | Code::Cancelled
         | Code::Unknown
         | Code::FailedPrecondition => Class::Transient,
-        // Cluster codes 17/18 arrive as Unknown in tonic's mapping: handled above by number.
+        Code::Internal if TRANSPORT_TEXT.iter().any(|t| text.starts_with(t)) => Class::Transient,
+        // vtrpc CLUSTER_EVENT (17) and READ_ONLY (18) have no gRPC name: tonic reads them as
+        // Unknown, retried above.
         _ => Class::Definite,
     }
 }
@@ -210,6 +214,48 @@ mod tests {
                 "stream (at source tablet) error @ x: EOF"
             )),
             Class::Transient
+        );
+    }
+
+    /// What real vtgate (v19–v24) sends around reparents, reshards and tablet restarts, as
+    /// `tests/network_faults.rs` injects it mid-stream and at connect.
+    #[test]
+    fn real_vtgate_cluster_event_texts_are_retried() {
+        let texts = [
+            (Code::Unavailable, "target: commerce.-80.replica: no healthy tablet available for 'keyspace:\"commerce\" shard:\"-80\" tablet_type:REPLICA'"),
+            (Code::from_i32(17), "target: commerce.-80.primary: current keyspace is being resharded"),
+            (Code::from_i32(17), "target: commerce.80-.primary: primary is not serving, there may be a reparent operation in progress"),
+            (Code::Unavailable, "inconsistent state detected, primary is serving but initially found no available tablet"),
+            (Code::Unavailable, "error streaming from tablet zone1-0000000101 in commerce/-80: error streaming tablet health from zone1-0000000101: tablet zone1-0000000101 type has changed from REPLICA to PRIMARY, restarting vstream"),
+            (Code::FailedPrecondition, "error starting stream from shard GTID keyspace:\"commerce\" shard:\"-80\" gtid:\"MySQL56/x:1-42\": persistent error in vstream for commerce/-80 on tablet zone1-0000000101; giving up: vttablet: rpc error: code = FailedPrecondition desc = operation not allowed in state NOT_SERVING"),
+            (Code::Unknown, "vstream ended unexpectedly on tablet zone1-0000000101 in commerce/-80"),
+            (Code::Unknown, "vttablet: rpc error: code = Unknown desc = VStreamer is not open"),
+            (Code::Cancelled, "failed to find a REPLICA tablet for VStream in commerce/80- within the zone1 cell(s): context has expired"),
+        ];
+        for (code, text) in texts {
+            assert_eq!(classify(&status(code, text)), Class::Transient, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_broken_connection_is_retried_but_vtgate_internal_errors_stop() {
+        for text in [
+            "h2 protocol error: stream error received: unexpected internal error encountered",
+            "h2 protocol error: error reading a body from connection",
+            "Unexpected EOF decoding stream.",
+        ] {
+            assert_eq!(
+                classify(&status(Code::Internal, text)),
+                Class::Transient,
+                "{text}"
+            );
+        }
+        let journal = "not all journaling participants are in the stream: journal: [], stream: []";
+        assert_eq!(classify(&status(Code::Internal, journal)), Class::Definite);
+        let mismatch = "persistent error in vstream for commerce/-80 on tablet zone1-101; giving up: GTIDSet Mismatch: requested source position:x, current target vrep position: y";
+        assert_eq!(
+            classify(&status(Code::InvalidArgument, mismatch)),
+            Class::Definite
         );
     }
 

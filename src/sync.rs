@@ -17,9 +17,12 @@ use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
+use crate::proto::vtgate::{VStreamRequest, VStreamResponse};
 use crate::resume::{start_position, Start};
 use crate::store::{Durability, Identity, Mirror};
+use crate::transport::{Vtgate, VtgateClient};
 use crate::vstream::{connect, open_stream, StreamSpec};
+use tonic::Streaming;
 
 /// Where a fresh mirror starts.
 #[derive(Debug, Clone)]
@@ -225,6 +228,16 @@ async fn attempt(
     Ok((mirror, result))
 }
 
+/// Connects and starts the VStream; the client is kept alive with its stream.
+async fn open(
+    vtgate: &Vtgate,
+    request: VStreamRequest,
+) -> Result<(VtgateClient, Streaming<VStreamResponse>)> {
+    let mut client = connect(vtgate).await?;
+    let responses = open_stream(&mut client, request).await?;
+    Ok((client, responses))
+}
+
 fn copy_requested(position: &VGtid) -> bool {
     position
         .shard_gtids
@@ -240,14 +253,24 @@ async fn stream(
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
     tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
-    let mut client = connect(&opts.spec.vtgate).await?;
-    let mut decoder = Decoder::new(&opts.spec.keyspace).starting_at(&start.vgtid);
-    let request = opts.spec.request(start.vgtid);
-    let mut responses = open_stream(&mut client, request).await?;
     let stall = opts
         .spec
         .stall_timeout()
         .unwrap_or(Duration::from_secs(3600));
+    let mut decoder = Decoder::new(&opts.spec.keyspace).starting_at(&start.vgtid);
+    let request = opts.spec.request(start.vgtid);
+    // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
+    // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.
+    let opened = tokio::select! {
+        r = tokio::time::timeout(stall, open(&opts.spec.vtgate, request)) => r,
+        _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+    };
+    let (_client, mut responses) = opened.map_err(|_| {
+        Transient(format!(
+            "vtgate did not answer the VStream request within {}s",
+            stall.as_secs()
+        ))
+    })??;
     let (mut last_message, mut last_data) = (Instant::now(), Instant::now());
     loop {
         let caught_up_mode = opts.exit_when_caught_up && copy_done && !decoder.in_transaction();

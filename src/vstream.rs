@@ -12,7 +12,9 @@ use crate::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
 use crate::proto::vtrpc::CallerId;
 use crate::transport::{Vtgate, VtgateClient};
 
-pub use crate::transport::{max_message_bytes, MAX_MESSAGE_BYTES};
+pub use crate::transport::{
+    max_message_bytes, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES,
+};
 
 /// Everything about the stream that does not change between reconnects.
 #[derive(Debug, Clone)]

@@ -107,8 +107,8 @@ impl Vtgate {
             .with_context(|| format!("invalid vtgate address {}", self.address))?
             .connect_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true))
     }
 
@@ -193,6 +193,18 @@ pub async fn connect(vtgate: &Vtgate) -> Result<VtgateClient> {
         .max_encoding_message_size(limit))
 }
 
+/// HTTP/2 keepalive, the only liveness check with `--heartbeat 0` and before a stream's first
+/// message: a PING after this long without a byte from vtgate (so never while it streams
+/// events or heartbeats). Not lower: vtgate's gRPC server (grpc-go) counts PINGs closer than
+/// `--grpc_server_keepalive_enforcement_policy_min_time` (default 10 s) as abuse and answers
+/// them with GOAWAY `too_many_pings`; 15 s keeps a margin over that.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// ... and the connection counts as dead if the PONG takes longer than this. The PONG queues
+/// behind up to an HTTP/2 window of data already in flight, so a slow link needs seconds.
+/// A black-holed connection is detected after interval + timeout = 25 s (measured in
+/// `tests/network_faults.rs`; 30 s with the former 20 s interval).
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// `VTMIRROR_MAX_MESSAGE_BYTES` overrides `MAX_MESSAGE_BYTES` (tests lower it to send a
 /// message just over the limit without hundreds of MiB).
 pub fn max_message_bytes() -> usize {
@@ -206,6 +218,9 @@ pub fn max_message_bytes() -> usize {
 /// The first connection of a command, failing at once: a wrong address and a TLS refusal
 /// are told apart in the message.
 pub async fn connect_first(vtgate: &Vtgate) -> Result<VtgateClient> {
+    if vtgate.tls.is_none() {
+        refuse_a_tls_port(&vtgate.host_port()).await?;
+    }
     connect(vtgate).await.map_err(|err| {
         let what = if is_tls_failure(&err) {
             "TLS with vtgate failed"
@@ -214,6 +229,29 @@ pub async fn connect_first(vtgate: &Vtgate) -> Result<VtgateClient> {
         };
         err.context(what)
     })
+}
+
+/// A plaintext HTTP/2 client on a TLS port sees only "connection closed" (the server's TLS
+/// alert is an invalid HTTP/2 frame), which reads like a network fault and would be retried
+/// forever. The server's first reply to the HTTP/2 preface tells them apart: a TLS record
+/// (alert 0x15, handshake 0x16) instead of a SETTINGS frame. Silence or an error here is left
+/// to the real connection to report.
+async fn refuse_a_tls_port(host_port: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    let probe = async {
+        let mut tcp = tokio::net::TcpStream::connect(host_port).await.ok()?;
+        tcp.write_all(PREFACE_AND_SETTINGS).await.ok()?;
+        let mut first = [0u8; 1];
+        (tcp.read(&mut first).await.ok()? == 1).then_some(first[0])
+    };
+    let first = tokio::time::timeout(Duration::from_secs(3), probe).await;
+    if let Ok(Some(0x15 | 0x16)) = first {
+        anyhow::bail!(
+            "vtgate at {host_port} answered with TLS: connect with --tls (and --tls-ca FILE)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

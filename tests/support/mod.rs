@@ -188,6 +188,9 @@ pub fn copied_rows(db: &Path) -> i64 {
     )
     .unwrap()
 }
+pub mod checkpoint_watch;
+pub mod proxy;
+pub mod sync_runner;
 pub mod vitess;
 
 /// `vtmirror tail` options against the simulated keyspace, with fast retries.

@@ -1,0 +1,142 @@
+//! Runs a sync in the background while a test breaks things: the library engine as a task,
+//! or the real binary as a child process with its log in a file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vtmirror::sim::SharedModel;
+use vtmirror::sync::{Outcome, SyncOptions};
+
+/// `vtmirror::sync::run` on a task, stopped by `stop()`.
+pub struct LibrarySync {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<Outcome>>,
+}
+
+impl LibrarySync {
+    pub fn spawn(opts: SyncOptions) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let progress = Arc::new(vtmirror::progress::Progress::default());
+        let task = tokio::spawn(vtmirror::sync::run(opts, progress, async move {
+            let _ = stopped.await;
+        }));
+        LibrarySync {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Fails the test if the sync already ended (a fault it should have survived stopped it).
+    pub fn assert_running(&self, context: &str) {
+        assert!(!self.task.is_finished(), "the sync ended {context}");
+    }
+
+    /// Asks the sync to stop and returns how it ended.
+    pub async fn stop(mut self) -> anyhow::Result<Outcome> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .map_err(|_| anyhow::anyhow!("the sync did not stop within 30 s"))?
+            .map_err(|e| anyhow::anyhow!("the sync task panicked: {e}"))?
+    }
+}
+
+/// The real `vtmirror sync` binary, logging to a file.
+pub struct BinarySync {
+    child: Child,
+    log: PathBuf,
+}
+
+impl BinarySync {
+    /// `vtmirror sync --vtgate endpoint --keyspace commerce --db db` plus `extra` flags.
+    pub fn spawn(endpoint: &str, db: &Path, extra: &[&str]) -> Self {
+        let log = db.with_extension("log");
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_vtmirror"))
+            .args(["sync", "--vtgate", endpoint, "--keyspace", "commerce"])
+            .arg("--db")
+            .arg(db)
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("VTMIRROR_NET_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("vtmirror binary starts");
+        BinarySync { child, log }
+    }
+
+    pub fn assert_running(&mut self, context: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "vtmirror exited ({status}) {context}; log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status (it must stop cleanly within 30 s).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid; no memory is touched.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("vtmirror ignored SIGTERM for 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for BinarySync {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `done` every 50 ms until it holds; false after `limit`.
+pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// Whether the mirror's stored positions equal the source's (everything applied).
+pub fn caught_up(db: &Path, model: &SharedModel) -> bool {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return false;
+    };
+    let Ok(bytes) = conn.query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| {
+        r.get::<_, Vec<u8>>(0)
+    }) else {
+        return false;
+    };
+    let Ok(stored) = vtmirror::checkpoint::decode(&bytes) else {
+        return false;
+    };
+    super::positions(&stored) == super::positions(&model.positions())
+        && super::checkpoint_watch::copy_completed(db)
+}
