@@ -421,11 +421,13 @@ impl Writer {
 
     /// The phase of a commit: of its last transaction with rows, else the one stored.
     fn current_phase(&self, committed: Option<Phase>) -> Phase {
-        committed.or(self.phase_written).unwrap_or(if self.copy_completed {
-            Phase::Replication
-        } else {
-            Phase::Copy
-        })
+        committed
+            .or(self.phase_written)
+            .unwrap_or(if self.copy_completed {
+                Phase::Replication
+            } else {
+                Phase::Copy
+            })
     }
 
     fn apply_schema(&mut self, incoming: &Arc<ShardSchema>) -> Result<()> {

@@ -84,7 +84,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome> {
     let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
-    metadata::set_status(&mirror.conn, "state", "starting")?;
+    record_status(&mirror.conn, "state", "starting");
     let mut mirror = Some(mirror);
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
     tokio::pin!(shutdown);
@@ -97,14 +97,14 @@ pub async fn run(
         let conn = &mirror.insert(back).conn;
         let err = match result {
             Ok(outcome) => {
-                metadata::set_status(conn, "state", "stopped")?;
+                record_status(conn, "state", "stopped");
                 return Ok(outcome);
             }
             Err(err) => err,
         };
         if classify(&err) == Class::Definite {
-            metadata::set_status(conn, "state", "failed")?;
-            metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+            record_status(conn, "state", "failed");
+            record_status(conn, "last_error", &format!("{err:#}"));
             return Err(err);
         }
         if progress.snapshot().commits != commits_before {
@@ -112,11 +112,19 @@ pub async fn run(
         }
         let delay = backoff.next_delay();
         tracing::warn!(error = %format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
-        metadata::set_status(conn, "last_error", &format!("{err:#}"))?;
+        record_status(conn, "last_error", &format!("{err:#}"));
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut shutdown => return Ok(Outcome::Shutdown),
         }
+    }
+}
+
+/// Writes a status value for `status`, best effort: a full disk or a lock held by another
+/// process must neither hide the error being recorded nor stop the retries.
+fn record_status(conn: &rusqlite::Connection, key: &str, value: &str) {
+    if let Err(e) = metadata::set_status(conn, key, value) {
+        tracing::warn!(error = %format!("{e:#}"), key, "could not record the sync status");
     }
 }
 

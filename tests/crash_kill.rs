@@ -67,7 +67,13 @@ fn spawn_sync(endpoint: &str, db: &Path, crash_at: Option<&str>, log: &Path) -> 
 fn final_sync(endpoint: &str, db: &Path) -> std::process::ExitStatus {
     Command::new(env!("CARGO_BIN_EXE_vtmirror"))
         .args(["sync", "--vtgate", endpoint, "--keyspace", "commerce"])
-        .args(["--heartbeat", "1", "--exit-when-caught-up", "--caught-up-idle", "1.5"])
+        .args([
+            "--heartbeat",
+            "1",
+            "--exit-when-caught-up",
+            "--caught-up-idle",
+            "1.5",
+        ])
         .arg("--db")
         .arg(db)
         .env("RUST_LOG", "warn")
@@ -165,9 +171,19 @@ impl Tally {
         for phase in PHASES {
             let cells: Vec<String> = HOWS
                 .iter()
-                .map(|h| self.counts.get(&(phase, *h)).copied().unwrap_or(0).to_string())
+                .map(|h| {
+                    self.counts
+                        .get(&(phase, *h))
+                        .copied()
+                        .unwrap_or(0)
+                        .to_string()
+                })
                 .collect();
-            println!("| {phase} | {} | {} |", cells.join(" | "), self.phase_total(phase));
+            println!(
+                "| {phase} | {} | {} |",
+                cells.join(" | "),
+                self.phase_total(phase)
+            );
         }
     }
 }

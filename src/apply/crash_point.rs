@@ -103,7 +103,13 @@ mod tests {
         let at = parse("after-commit:3").unwrap();
         assert_eq!((at.point, at.at), (Point::AfterCommit, 3));
         assert_eq!(parse("mid-batch:1").unwrap().point, Point::MidBatch);
-        for bad in ["before-commit", "before-commit:0", "after_commit:2", "mid-batch:x", ""] {
+        for bad in [
+            "before-commit",
+            "before-commit:0",
+            "after_commit:2",
+            "mid-batch:x",
+            "",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
