@@ -236,12 +236,13 @@ impl Writer {
     }
 
     fn rollback(&mut self) {
-        if self.in_sqlite_tx {
+        // A failed COMMIT (disk full) may already have rolled back: SQLite is in autocommit.
+        if self.in_sqlite_tx && !self.mirror.conn.is_autocommit() {
             if let Err(e) = self.mirror.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %e, "rolling back the open mirror transaction failed");
             }
-            self.in_sqlite_tx = false;
         }
+        self.in_sqlite_tx = false;
         self.pending = Uncommitted::default();
         self.at_boundary = true;
         self.state_written = None;
