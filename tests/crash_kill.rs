@@ -131,7 +131,7 @@ fn crash_report(log: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().find(|l| l.contains("crash point"))?;
     let rest = line.split("(phase ").nth(1)?;
-    let (phase, rest) = rest.split_once(|c| c == ' ' || c == ')')?;
+    let (phase, rest) = rest.split_once([' ', ')'])?;
     let checkpoint = rest
         .strip_prefix("checkpoint ")
         .and_then(|r| r.strip_suffix("); sending SIGKILL"))
@@ -242,7 +242,6 @@ async fn one_kill(
 }
 
 /// One round on a fresh mirror file: kills, then a clean sync compared with the source.
-#[allow(clippy::too_many_arguments)]
 async fn round(
     model: &Arc<SharedModel>,
     server: &SimVtgate,
