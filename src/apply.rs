@@ -25,6 +25,31 @@ use crate::schema::{Layout, RowSql, TableSchema};
 use crate::store::Mirror;
 use crate::upsert::{change_values, multi_row_upsert, ROWS_PER_STATEMENT};
 
+mod crash_point;
+use crash_point::{CrashAt, Point};
+
+/// What the mirror is doing, by the kind of the last applied source transaction; stored in
+/// `_vtmirror_status` as `phase` (crash tests classify kills by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Copy batches: rows read from the source tables.
+    Copy,
+    /// Binlog written during the copy, replayed between copy batches.
+    CatchUp,
+    /// After the copy completed.
+    Replication,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Copy => "copy",
+            Phase::CatchUp => "catch-up",
+            Phase::Replication => "replication",
+        }
+    }
+}
+
 /// The steps decoded from one VStream response, holding their room in the writer queue
 /// until they are applied and freed.
 pub struct QueuedSteps {
@@ -64,6 +89,8 @@ struct Uncommitted {
     copied: HashMap<(String, String), i64>,
     shards_copied: Vec<String>,
     copy_completed: bool,
+    /// The phase of the last source transaction that carried rows.
+    phase: Option<Phase>,
 }
 
 pub struct Writer {
@@ -83,6 +110,22 @@ pub struct Writer {
     /// would otherwise take a tenth of this thread's time), a group at a time.
     retiring: Vec<QueuedSteps>,
     retired: std::sync::mpsc::Sender<Vec<QueuedSteps>>,
+    /// Whether the open source transaction carried copy rows (Some) or replicated ones.
+    txn_copied: Option<bool>,
+    /// The `phase` last written to `_vtmirror_status`.
+    phase_written: Option<Phase>,
+    /// The armed `VTMIRROR_CRASH_AT` point (crash tests only).
+    crash: Option<&'static CrashAt>,
+}
+
+/// The crash-point report of a commit: its phase and checkpoint.
+fn describe_commit(phase: Phase, pending: &Uncommitted) -> String {
+    let phase = phase.name();
+    let checkpoint = pending
+        .checkpoint
+        .as_ref()
+        .map_or_else(String::new, |cp| crate::checkpoint::to_json(cp).to_string());
+    format!("phase {phase} checkpoint {checkpoint}")
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -114,6 +157,9 @@ impl Writer {
             state_written: None,
             retiring: Vec::with_capacity(RETIRE_MESSAGES),
             retired: spawn_retirement(),
+            txn_copied: None,
+            phase_written: None,
+            crash: None,
         }
     }
 
@@ -131,7 +177,10 @@ impl Writer {
     /// Runs until `Finish` or until the sender side is dropped (a broken stream: roll back).
     /// Always gives the mirror back so the next attempt keeps the single-writer lock.
     pub fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) -> (Mirror, Result<()>) {
-        let result = self.load().and_then(|()| self.run_loop(&mut rx));
+        let result = crash_point::from_env()
+            .map(|armed| self.crash = armed)
+            .and_then(|()| self.load())
+            .and_then(|()| self.run_loop(&mut rx));
         if result.is_err() || self.in_sqlite_tx {
             self.rollback();
         }
@@ -187,15 +236,18 @@ impl Writer {
     }
 
     fn rollback(&mut self) {
-        if self.in_sqlite_tx {
+        // A failed COMMIT (disk full) may already have rolled back: SQLite is in autocommit.
+        if self.in_sqlite_tx && !self.mirror.conn.is_autocommit() {
             if let Err(e) = self.mirror.conn.execute_batch("ROLLBACK") {
                 tracing::warn!(error = %e, "rolling back the open mirror transaction failed");
             }
-            self.in_sqlite_tx = false;
         }
+        self.in_sqlite_tx = false;
         self.pending = Uncommitted::default();
         self.at_boundary = true;
         self.state_written = None;
+        self.phase_written = None;
+        self.txn_copied = None;
     }
 
     /// Applies one step; what it hands over (checkpoint, shard name) is taken out of it.
@@ -212,6 +264,10 @@ impl Writer {
             } => {
                 self.at_boundary = false;
                 self.apply_rows(schema, changes)?;
+                self.txn_copied = Some(*copied || self.txn_copied == Some(true));
+                if let Some(crash) = self.crash {
+                    crash.reached(Point::MidBatch, || self.describe());
+                }
                 if *copied {
                     *self
                         .pending
@@ -231,6 +287,7 @@ impl Writer {
                     self.pending.checkpoint = Some(cp);
                 }
                 self.pending.transactions += 1;
+                self.end_phase();
                 self.pending.event_time = self.pending.event_time.max(*event_time);
                 self.maybe_commit(queue_empty)?;
             }
@@ -242,6 +299,7 @@ impl Writer {
             Step::CopyCompleted => {
                 self.begin()?;
                 self.pending.copy_completed = true;
+                self.pending.phase = Some(Phase::Replication);
                 self.commit()?;
             }
             Step::Heartbeat { event_time } => self.record_heartbeat(*event_time)?,
@@ -316,9 +374,21 @@ impl Writer {
             metadata::set_status(conn, "state", state)?;
             self.state_written = Some(state);
         }
+        if let Some(phase) = pending.phase.filter(|p| self.phase_written != Some(*p)) {
+            metadata::set_status(conn, "phase", phase.name())?;
+            self.phase_written = Some(phase);
+        }
+        if let Some(crash) = self.crash {
+            let phase = self.current_phase(pending.phase);
+            crash.reached(Point::BeforeCommit, || describe_commit(phase, &pending));
+        }
         conn.execute_batch("COMMIT")
             .context("committing a mirror transaction")?;
         self.in_sqlite_tx = false;
+        if let Some(crash) = self.crash {
+            let phase = self.current_phase(pending.phase);
+            crash.reached(Point::AfterCommit, || describe_commit(phase, &pending));
+        }
         self.progress.committed(
             pending.transactions,
             pending.rows,
@@ -327,6 +397,38 @@ impl Writer {
             self.copy_completed,
         );
         Ok(())
+    }
+
+    /// Files the ended transaction under its phase (transactions without rows keep the last).
+    fn end_phase(&mut self) {
+        if let Some(copied) = self.txn_copied.take() {
+            self.pending.phase = Some(match (self.copy_completed, copied) {
+                (true, _) => Phase::Replication,
+                (false, true) => Phase::Copy,
+                (false, false) => Phase::CatchUp,
+            });
+        }
+    }
+
+    /// Where the writer is, for the crash-point report of a point inside a transaction.
+    fn describe(&self) -> String {
+        let phase = match (self.copy_completed, self.txn_copied) {
+            (true, _) => Phase::Replication,
+            (false, Some(true)) => Phase::Copy,
+            (false, _) => Phase::CatchUp,
+        };
+        format!("phase {}", phase.name())
+    }
+
+    /// The phase of a commit: of its last transaction with rows, else the one stored.
+    fn current_phase(&self, committed: Option<Phase>) -> Phase {
+        committed
+            .or(self.phase_written)
+            .unwrap_or(if self.copy_completed {
+                Phase::Replication
+            } else {
+                Phase::Copy
+            })
     }
 
     fn apply_schema(&mut self, incoming: &Arc<ShardSchema>) -> Result<()> {

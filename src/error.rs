@@ -92,9 +92,17 @@ fn classify_status(status: &tonic::Status) -> Class {
 }
 
 fn classify_sqlite(err: &rusqlite::Error) -> Class {
+    use rusqlite::ErrorCode::*;
     match err.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
-            Class::Transient
+        // Another connection holds the lock past the busy timeout: it will let go.
+        Some(DatabaseBusy) | Some(DatabaseLocked) => Class::Transient,
+        // Disk full: the failed transaction rolled back with its checkpoint, so retrying from
+        // the stored checkpoint is safe, and space is usually freed by someone else (as a
+        // MySQL replica waits on a full disk); the retries log the error and its hint.
+        Some(DiskFull) => Class::Transient,
+        // A damaged or foreign file, or one we may not write: retrying cannot fix these.
+        Some(DatabaseCorrupt) | Some(NotADatabase) | Some(ReadOnly) | Some(CannotOpen) => {
+            Class::Definite
         }
         _ => Class::Definite,
     }
@@ -183,6 +191,13 @@ fn hint(text: &str) -> Option<&'static str> {
         ("frame with invalid size", "vtgate did not answer in plaintext HTTP/2: if it serves TLS, connect with --tls (and --tls-ca FILE)"),
         ("message length too large", "one VStream message is larger than vtmirror accepts (VTMIRROR_MAX_MESSAGE_BYTES, default 256 MiB) and would come again on every retry; raise the limit"),
         ("already writing", "stop the other sync first, or use another --db file"),
+        ("malformed", "the mirror file is damaged; see `sqlite3 FILE 'PRAGMA integrity_check'`, then start a new mirror file (or restore a `vtmirror snapshot`)"),
+        ("not a database", "the file is not a SQLite database (or is encrypted); vtmirror does not touch it: use another --db path"),
+        ("readonly", "the mirror file or its directory is not writable (SQLite creates FILE-wal and FILE-shm next to the file)"),
+        ("unable to open", "the mirror file or its directory is not writable (SQLite creates FILE-wal and FILE-shm next to the file)"),
+        ("permission denied", "the mirror file or its directory is not writable (vtmirror creates FILE.sync-lock next to the file)"),
+        ("is full", "free space on the mirror's filesystem; the sync retries from its last commit"),
+        ("database is locked", "another process holds a write transaction on the mirror; the sync retries until it ends"),
     ];
     HINTS
         .iter()
@@ -280,6 +295,37 @@ mod tests {
             classify(&anyhow::anyhow!("row has 3 values")),
             Class::Definite
         );
+    }
+
+    fn sqlite(code: std::ffi::c_int) -> anyhow::Error {
+        let err = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        anyhow::Error::new(err).context("committing a mirror transaction")
+    }
+
+    #[test]
+    fn a_held_lock_and_a_full_disk_are_retried() {
+        for code in [
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_LOCKED,
+            rusqlite::ffi::SQLITE_FULL,
+        ] {
+            assert_eq!(classify(&sqlite(code)), Class::Transient, "code {code}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_foreign_or_read_only_file_stops_the_sync_with_a_hint() {
+        for (code, hint) in [
+            (rusqlite::ffi::SQLITE_CORRUPT, "damaged"),
+            (rusqlite::ffi::SQLITE_NOTADB, "not a SQLite database"),
+            (rusqlite::ffi::SQLITE_READONLY, "not writable"),
+            (rusqlite::ffi::SQLITE_CANTOPEN, "not writable"),
+        ] {
+            let err = sqlite(code);
+            assert_eq!(classify(&err), Class::Definite, "code {code}");
+            assert!(render(&err).contains(hint), "{}", render(&err));
+        }
+        assert!(render(&sqlite(rusqlite::ffi::SQLITE_FULL)).contains("free space"));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome> {
     let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
-    metadata::set_status(&mirror.conn, "state", "starting")?;
+    record_status(&mirror.conn, "state", "starting");
     let mut mirror = Some(mirror);
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
     tokio::pin!(shutdown);
@@ -100,7 +100,7 @@ pub async fn run(
         let conn = &mirror.insert(back).conn;
         let err = match result {
             Ok(outcome) => {
-                metadata::set_status(conn, "state", "stopped")?;
+                record_status(conn, "state", "stopped");
                 return Ok(outcome);
             }
             Err(err) => err,
@@ -109,8 +109,8 @@ pub async fn run(
         // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
         let shown = render(&err);
         if classify(&err) == Class::Definite {
-            metadata::set_status(conn, "state", "failed")?;
-            metadata::set_status(conn, "last_error", &shown)?;
+            record_status(conn, "state", "failed");
+            record_status(conn, "last_error", &shown);
             return Err(err);
         }
         if progress.snapshot().commits != commits_before {
@@ -118,11 +118,19 @@ pub async fn run(
         }
         let delay = backoff.next_delay();
         tracing::warn!(error = %shown, retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
-        metadata::set_status(conn, "last_error", &shown)?;
+        record_status(conn, "last_error", &shown);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut shutdown => return Ok(Outcome::Shutdown),
         }
+    }
+}
+
+/// Writes a status value for `status`, best effort: a full disk or a lock held by another
+/// process must neither hide the error being recorded nor stop the retries.
+fn record_status(conn: &rusqlite::Connection, key: &str, value: &str) {
+    if let Err(e) = metadata::set_status(conn, key, value) {
+        tracing::warn!(error = %format!("{e:#}"), key, "could not record the sync status");
     }
 }
 

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The long variants of the reliability tests (the issue's soak), each tunable by its variable;
+# prints a summary at the end. Defaults: 1,000 SIGKILLs (≈ 15 min on 2 cores).
+#   VTMIRROR_CRASH_KILLS=1000 VTMIRROR_CRASH_SEED=<n>   tests/crash_kill.rs
+#   VTMIRROR_NET_FAULTS, VTMIRROR_FUZZ_CASES            passed through when set (tests that read them)
+# Logs go to target/soak/<step>.log. Exit status: non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export VTMIRROR_CRASH_KILLS="${VTMIRROR_CRASH_KILLS:-1000}"
+export VTMIRROR_CRASH_SEED="${VTMIRROR_CRASH_SEED:-$(date +%s)}"
+logs=target/soak
+mkdir -p "$logs"
+cargo build --release --tests >/dev/null 2>&1 || { echo "soak: build failed" >&2; exit 1; }
+
+summary=()
+failed=0
+# step <name> <command...>: runs one long test, keeps its log, records the outcome and time.
+step() {
+  local name=$1; shift
+  local start=$SECONDS
+  echo "soak: $name …"
+  if "$@" >"$logs/$name.log" 2>&1; then
+    summary+=("ok     $name ($((SECONDS - start)) s)")
+  else
+    summary+=("FAILED $name ($((SECONDS - start)) s), see $logs/$name.log")
+    failed=1
+  fi
+}
+
+step crash_kill cargo test --release --test crash_kill -- --nocapture
+# Further long variants: `when VARIABLE <test target> [filter]` runs `cargo test --test <target>`
+# when the variable is set and the target exists (the variables reach the tests through the
+# environment). Add one line per tunable test.
+when() {
+  local variable=$1 target=$2; shift 2
+  if [ -n "${!variable:-}" ] && [ -f "tests/$target.rs" ]; then
+    step "$target" cargo test --release --test "$target" "$@" -- --nocapture
+  fi
+}
+when VTMIRROR_NET_FAULTS net_faults
+when VTMIRROR_FUZZ_CASES fuzz
+
+echo
+echo "soak summary (seed $VTMIRROR_CRASH_SEED, $VTMIRROR_CRASH_KILLS kills)"
+printf '  %s\n' "${summary[@]}"
+grep -h -A6 '^crash test:' "$logs/crash_kill.log" 2>/dev/null | sed 's/^/  /'
+exit $failed
