@@ -2,7 +2,8 @@
 # The long variants of the reliability tests (the issue's soak), each tunable by its variable;
 # prints a summary at the end. Defaults: 1,000 SIGKILLs (≈ 15 min on 2 cores).
 #   VTMIRROR_CRASH_KILLS=1000 VTMIRROR_CRASH_SEED=<n>   tests/crash_kill.rs
-#   VTMIRROR_NET_FAULTS, VTMIRROR_FUZZ_CASES            passed through when set (tests that read them)
+#   VTMIRROR_NET_FAULTS=40 VTMIRROR_NET_BLACK_HOLES=3    tests/network_faults.rs (when set)
+#   VTMIRROR_FUZZ_SECONDS=600 or VTMIRROR_FUZZ_CASES=<n> tests/fuzz_decoder.rs (when set)
 # Logs go to target/soak/<step>.log. Exit status: non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +38,9 @@ when() {
     step "$target" cargo test --release --test "$target" "$@" -- --nocapture
   fi
 }
-when VTMIRROR_NET_FAULTS net_faults
-when VTMIRROR_FUZZ_CASES fuzz
+when VTMIRROR_NET_FAULTS network_faults
+when VTMIRROR_FUZZ_SECONDS fuzz_decoder
+when VTMIRROR_FUZZ_CASES fuzz_decoder
 
 echo
 echo "soak summary (seed $VTMIRROR_CRASH_SEED, $VTMIRROR_CRASH_KILLS kills)"

@@ -17,4 +17,12 @@ if [ "${VTMIRROR_SKIP_E2E:-0}" != 1 ]; then
   bash scripts/vitess-local.sh up-reshard
   export VTMIRROR_E2E=1
 fi
-cargo test --release --all-targets -- --nocapture 2>&1
+# Every line of test output is kept, then searched for the canary password the security tests
+# use: it must appear nowhere (not in logs, output or assertion messages).
+log=target/test-output.log
+mkdir -p target
+cargo test --release --all-targets -- --nocapture 2>&1 | tee "$log"
+canary='canary-7f3e-not-a-real-password'
+hits=$(grep -c -- "$canary" "$log" || true)
+echo "canary password in test output: $hits hits"
+[ "$hits" = 0 ]
