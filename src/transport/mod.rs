@@ -219,7 +219,7 @@ pub fn max_message_bytes() -> usize {
 /// are told apart in the message.
 pub async fn connect_first(vtgate: &Vtgate) -> Result<VtgateClient> {
     if vtgate.tls.is_none() {
-        refuse_a_tls_port(&vtgate.host_port()).await?;
+        refuse_a_tls_port(vtgate.host_port()).await?;
     }
     connect(vtgate).await.map_err(|err| {
         let what = if is_tls_failure(&err) {
