@@ -20,7 +20,7 @@
 //! | `position_check` | every VGTID: one keyspace, same key range (reshards allowed), GTID sets only grow |
 //! | `gtid_set` | MySQL56 GTID sets: parse, containment |
 //! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |
-//! | `source_ddl` | table-level meaning of a source DDL statement (drop, truncate, renames) |
+//! | `source_ddl` | table-level meaning of a source DDL statement (drop, truncate, renames, online DDL shadows) |
 //! | `ddl` | create / alter / rebuild mirrored tables; apply source DDL effects |
 //! | `checkpoint` | the stored VGtid and the safe resume position |
 //! | `resume` | the start position of a sync, from the mirror's metadata |
