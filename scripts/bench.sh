@@ -6,7 +6,18 @@
 #   scripts/bench.sh                         # adds the 5M-row copy and a longer lag run
 #   scripts/bench.sh --update-doc BENCHMARKS.md   # also writes the results into the doc
 #   scripts/bench.sh --only copy-1M --reps 3      # one workload
+#   scripts/bench.sh --vitess [--rows N --reps N] # real Vitess: vtmirror vs a discard client
+#                                                 # (needs `scripts/vitess-local.sh up-reshard`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --vitess ]; then
+  shift
+  cargo build --release --bin vtmirror --example bench_vitess >&2
+  # Keyspace onlineddl of the reshard cluster: a real vtgate and vttablets (vttestserver's
+  # vtcombo crashed when a client closed a copy stream early; see BENCHMARKS.md).
+  set -a; . /tmp/vtmirror-vitess/env; set +a
+  exec target/release/examples/bench_vitess --grpc "$RESHARD_VTGATE_GRPC" \
+    --mysql "$RESHARD_VTGATE_MYSQL" --keyspace "$RESHARD_ONLINE_DDL_KEYSPACE" "$@"
+fi
 cargo build --release --example bench >&2
 exec target/release/examples/bench "$@"

@@ -1,0 +1,190 @@
+//! The real-Vitess arm of the benchmark: VStream Copy of one table from a real vtgate, by a
+//! discard client (receive + protobuf decode, rows counted and dropped) and by `vtmirror sync`
+//! (the release binary next to this example), alternating, on the same machine.
+//! Run it through `scripts/bench.sh --vitess` (see BENCHMARKS.md). The table is loaded once
+//! through vtgate's MySQL port and kept while its row count matches `--rows`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use mysql::prelude::Queryable;
+use vtmirror::proto::binlogdata::{Filter, Rule, ShardGtid, VEventType, VGtid};
+use vtmirror::proto::topodata::TabletType;
+use vtmirror::proto::vtgate::VStreamRequest;
+use vtmirror::proto::vtgateservice::vitess_client::VitessClient;
+
+const TABLE: &str = "bench_copy";
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// vtgate gRPC address.
+    #[arg(long, default_value = "127.0.0.1:33571")]
+    grpc: String,
+    /// vtgate MySQL address (loads the table).
+    #[arg(long, default_value = "127.0.0.1:33573")]
+    mysql: String,
+    #[arg(long, default_value = "commerce")]
+    keyspace: String,
+    /// Rows in the table (8 columns, ≈ 120 bytes each).
+    #[arg(long, default_value_t = 200_000)]
+    rows: u64,
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+}
+
+fn load_table(args: &Args) -> Result<()> {
+    let (host, port) = args.mysql.rsplit_once(':').context("--mysql is HOST:PORT")?;
+    let opts = mysql::OptsBuilder::new()
+        .ip_or_hostname(Some(host))
+        .tcp_port(port.parse()?)
+        .user(Some("root"))
+        .db_name(Some(&args.keyspace));
+    let mut conn = mysql::Conn::new(opts).context("connecting to vtgate's MySQL port")?;
+    let count: Option<u64> = conn
+        .query_first(format!("SELECT count(*) FROM {TABLE}"))
+        .unwrap_or(None);
+    if count == Some(args.rows) {
+        return Ok(());
+    }
+    conn.query_drop(format!("DROP TABLE IF EXISTS {TABLE}"))?;
+    conn.query_drop(format!(
+        "CREATE TABLE {TABLE} (id BIGINT PRIMARY KEY, account BIGINT, qty INT, \
+         email VARCHAR(40), amount DECIMAL(12,2), created DATETIME(3), state VARCHAR(20), \
+         version BIGINT)"
+    ))?;
+    let started = Instant::now();
+    for chunk in (0..args.rows).collect::<Vec<_>>().chunks(2000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                format!(
+                    "({i},{},{},'user{i}@example.com',{}.{:02},'2026-11-{:02} 10:{:02}:{:02}.{:03}','state-{}',{})",
+                    i * 7919 % 100_000,
+                    i % 1000,
+                    i % 100_000,
+                    i % 100,
+                    1 + i % 28,
+                    i % 60,
+                    (i / 60) % 60,
+                    i % 1000,
+                    i % 5,
+                    i
+                )
+            })
+            .collect();
+        conn.query_drop(format!("INSERT INTO {TABLE} VALUES {}", values.join(",")))?;
+    }
+    println!(
+        "loaded {} rows in {:.1}s",
+        args.rows,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Copies the table through VStream and drops every row; returns (rows, seconds).
+async fn discard_copy(args: &Args) -> Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut client = VitessClient::connect(format!("http://{}", args.grpc))
+        .await?
+        .max_decoding_message_size(256 << 20);
+    let request = VStreamRequest {
+        tablet_type: TabletType::Primary as i32,
+        vgtid: Some(VGtid {
+            shard_gtids: vec![ShardGtid {
+                keyspace: args.keyspace.clone(),
+                ..Default::default()
+            }],
+        }),
+        filter: Some(Filter {
+            rules: vec![Rule {
+                r#match: TABLE.into(),
+                filter: format!("select * from {TABLE}"),
+            }],
+            field_event_mode: 0,
+        }),
+        ..Default::default()
+    };
+    let mut stream = client.v_stream(request).await?.into_inner();
+    let mut rows = 0u64;
+    while let Some(response) = stream.message().await? {
+        for event in response.events {
+            if let Some(row_event) = &event.row_event {
+                rows += row_event.row_changes.len() as u64;
+            }
+            let final_copy_completed = event.r#type == VEventType::CopyCompleted as i32
+                && event.keyspace.is_empty()
+                && event.shard.is_empty();
+            let single_shard_done = event.r#type == VEventType::CopyCompleted as i32;
+            if final_copy_completed || (single_shard_done && rows >= args.rows) {
+                return Ok((rows, started.elapsed().as_secs_f64()));
+            }
+        }
+    }
+    anyhow::bail!("the stream ended before COPY_COMPLETED")
+}
+
+/// `vtmirror sync` to caught-up into a fresh file; returns (rows, seconds without the
+/// caught-up idle wait).
+fn mirror_copy(args: &Args, dir: &std::path::Path, rep: usize) -> Result<(u64, f64)> {
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|release| release.join("vtmirror"))
+        .context("locating the vtmirror binary")?;
+    let db: PathBuf = dir.join(format!("t{rep}.db"));
+    let idle = 0.5;
+    let started = Instant::now();
+    let status = Command::new(binary)
+        .args(["sync", "--vtgate", &args.grpc, "--keyspace", &args.keyspace])
+        .args(["--tables", TABLE, "--tablet-type", "primary", "--exit-when-caught-up"])
+        .args(["--caught-up-idle", &idle.to_string(), "-q"])
+        .arg("--db")
+        .arg(&db)
+        .env("RUST_LOG", "warn")
+        .status()?;
+    let seconds = started.elapsed().as_secs_f64() - idle;
+    anyhow::ensure!(status.success(), "vtmirror sync failed");
+    let conn = rusqlite::Connection::open(&db)?;
+    let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {TABLE}"), [], |r| r.get(0))?;
+    Ok((rows as u64, seconds))
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    load_table(&args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dir = tempfile::tempdir()?;
+    let (mut discard, mut mirror) = (Vec::new(), Vec::new());
+    for rep in 0..args.reps {
+        let (rows, secs) = runtime.block_on(discard_copy(&args))?;
+        anyhow::ensure!(rows == args.rows, "discard client saw {rows} rows");
+        discard.push(rows as f64 / secs);
+        let (rows, secs) = mirror_copy(&args, dir.path(), rep)?;
+        anyhow::ensure!(rows == args.rows, "mirror holds {rows} rows");
+        mirror.push(rows as f64 / secs);
+        println!(
+            "rep {rep}: discard {:.0} rows/s, vtmirror {:.0} rows/s",
+            discard[rep], mirror[rep]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (d, dmin, dmax) = median(discard);
+    let (t, tmin, tmax) = median(mirror);
+    println!(
+        "real Vitess copy of {} rows, {} reps: discard client {d:.0} rows/s ({dmin:.0}–{dmax:.0}), \
+         vtmirror {t:.0} rows/s ({tmin:.0}–{tmax:.0}), ratio T/discard {:.2}",
+        args.rows,
+        args.reps,
+        t / d
+    );
+    Ok(())
+}
