@@ -36,7 +36,10 @@ struct Args {
 }
 
 fn load_table(args: &Args) -> Result<()> {
-    let (host, port) = args.mysql.rsplit_once(':').context("--mysql is HOST:PORT")?;
+    let (host, port) = args
+        .mysql
+        .rsplit_once(':')
+        .context("--mysql is HOST:PORT")?;
     let opts = mysql::OptsBuilder::new()
         .ip_or_hostname(Some(host))
         .tcp_port(port.parse()?)
@@ -140,7 +143,13 @@ fn mirror_copy(args: &Args, dir: &std::path::Path, rep: usize) -> Result<(u64, f
     let started = Instant::now();
     let status = Command::new(binary)
         .args(["sync", "--vtgate", &args.grpc, "--keyspace", &args.keyspace])
-        .args(["--tables", TABLE, "--tablet-type", "primary", "--exit-when-caught-up"])
+        .args([
+            "--tables",
+            TABLE,
+            "--tablet-type",
+            "primary",
+            "--exit-when-caught-up",
+        ])
         .args(["--caught-up-idle", &idle.to_string(), "-q"])
         .arg("--db")
         .arg(&db)
