@@ -136,12 +136,13 @@ fn table_rule(table: &str, filter: &str) -> Rule {
 /// Online DDL alters a shadow table (`_vt_vrp_…`) and swaps it in later; vttablet sends a
 /// DDL event only when the filter matches the table it names, so with table names alone the
 /// shadow's ALTER would be missing at the cut-over. This rule adds those DDL events (vttablet
-/// sends no rows of internal tables, and the decoder skips any).
+/// sends no rows of internal tables, and the decoder skips any). Only `/.*` is known to cover
+/// the shadows already; any other regex may not, and a redundant rule is harmless.
 pub const ONLINE_DDL_RULE: &str = "/^_vt_vrp_";
 
 fn with_online_ddl_rule(rules: &[Rule]) -> Vec<Rule> {
     let mut rules = rules.to_vec();
-    if !rules.iter().any(|r| r.r#match.starts_with('/')) {
+    if !rules.iter().any(|r| r.r#match == "/.*") {
         rules.push(table_rule(ONLINE_DDL_RULE, ""));
     }
     rules
