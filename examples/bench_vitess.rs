@@ -113,9 +113,13 @@ async fn discard_copy(args: &Args) -> Result<(u64, f64)> {
     };
     let mut stream = client.v_stream(request).await?.into_inner();
     let mut rows = 0u64;
+    let (mut responses, mut events, mut row_events) = (0u64, 0u64, 0u64);
     while let Some(response) = stream.message().await? {
+        responses += 1;
         for event in response.events {
+            events += 1;
             if let Some(row_event) = &event.row_event {
+                row_events += 1;
                 rows += row_event.row_changes.len() as u64;
             }
             let final_copy_completed = event.r#type == VEventType::CopyCompleted as i32
@@ -123,6 +127,11 @@ async fn discard_copy(args: &Args) -> Result<(u64, f64)> {
                 && event.shard.is_empty();
             let single_shard_done = event.r#type == VEventType::CopyCompleted as i32;
             if final_copy_completed || (single_shard_done && rows >= args.rows) {
+                println!(
+                    "discard client: {responses} responses, {events} events, \
+                     {row_events} ROW events, {:.0} rows per ROW event",
+                    rows as f64 / row_events.max(1) as f64
+                );
                 return Ok((rows, started.elapsed().as_secs_f64()));
             }
         }

@@ -77,7 +77,8 @@ pub enum Step {
 #[derive(Default)]
 pub struct Decoder {
     keyspace: String,
-    schemas: HashMap<(String, String), Arc<ShardSchema>>,
+    /// shard → table → schema (nested so a lookup borrows the event's names, no allocation).
+    schemas: HashMap<String, HashMap<String, Arc<ShardSchema>>>,
     in_transaction: bool,
     pending: Option<VGtid>,
     last_event_time: i64,
@@ -136,9 +137,7 @@ impl Decoder {
                         re.table_name
                     );
                 }
-                if let Some(step) = self.rows(&event.shard, re, event.timestamp == 0)? {
-                    out.push(step);
-                }
+                self.rows(&event.shard, re, event.timestamp == 0, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
                 if !self.in_transaction {
@@ -219,13 +218,25 @@ impl Decoder {
             schema,
         });
         self.schemas
-            .insert((shard.to_string(), table), Arc::clone(&schema));
+            .entry(shard.to_string())
+            .or_default()
+            .insert(table, Arc::clone(&schema));
         Ok(Some(schema))
     }
 
-    fn rows(&mut self, event_shard: &str, re: RowEvent, copied: bool) -> Result<Option<Step>> {
+    /// Decodes a ROW event's changes, appended to the previous step when that step holds rows
+    /// of the same shard schema and phase: vttablet sends one ROW event per copied row (and
+    /// per binlog rows event), so this turns ~2000 events into one step the writer applies
+    /// with one statement lookup. Order is kept: only consecutive events merge.
+    fn rows(
+        &mut self,
+        event_shard: &str,
+        re: RowEvent,
+        copied: bool,
+        out: &mut Vec<Step>,
+    ) -> Result<()> {
         if re.is_internal_table {
-            return Ok(None);
+            return Ok(());
         }
         let shard = if re.shard.is_empty() {
             event_shard
@@ -233,25 +244,34 @@ impl Decoder {
             &re.shard
         };
         let table = bare_table_name(&re.table_name, &self.keyspace);
-        let Some(schema) = self.schemas.get(&(shard.to_string(), table.to_string())) else {
+        let Some(schema) = self.schemas.get(shard).and_then(|tables| tables.get(table)) else {
             // Internal tables' FIELD events were skipped (`field`); asked only here, off the
             // path every mirrored row takes.
             if is_internal(table) {
-                return Ok(None);
+                return Ok(());
             }
             bail!("ROW event for table {table} on shard {shard} arrived before its FIELD event");
         };
-        let schema = Arc::clone(schema);
-        let mut changes = Vec::with_capacity(re.row_changes.len());
+        let continues = matches!(
+            out.last(),
+            Some(Step::Rows { schema: last, copied: last_copied, .. })
+                if Arc::ptr_eq(last, schema) && *last_copied == copied
+        );
+        if !continues {
+            out.push(Step::Rows {
+                schema: Arc::clone(schema),
+                changes: Vec::with_capacity(re.row_changes.len()),
+                copied,
+            });
+        }
+        let Some(Step::Rows { changes, .. }) = out.last_mut() else {
+            bail!("decoder lost its row step for table {table}");
+        };
         for change in re.row_changes {
-            decode_change(&schema.schema, change, &mut changes)
+            decode_change(&schema.schema, change, changes)
                 .with_context(|| format!("decoding a row change of table {table}"))?;
         }
-        Ok(Some(Step::Rows {
-            schema,
-            changes,
-            copied,
-        }))
+        Ok(())
     }
 }
 

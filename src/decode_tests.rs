@@ -285,3 +285,77 @@ fn a_vgtid_failing_the_position_check_never_becomes_a_checkpoint() {
     let e = d.decode(backwards, &mut Vec::new()).unwrap_err();
     assert!(format!("{e:#}").contains("backwards"), "{e:#}");
 }
+
+fn second_table_field_event() -> VEvent {
+    let mut e = field_event();
+    if let Some(fe) = e.field_event.as_mut() {
+        fe.table_name = "ks.u".into();
+    }
+    e
+}
+
+fn row_event_of(table: &str, id: &str) -> VEvent {
+    let mut e = row_event(None, Some(row(&[Some(id), Some("x")])));
+    if let Some(re) = e.row_event.as_mut() {
+        re.table_name = table.into();
+    }
+    e
+}
+
+fn row_steps(steps: &[Step]) -> Vec<(String, usize)> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Rows {
+                schema, changes, ..
+            } => Some((schema.schema.table.clone(), changes.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn consecutive_row_events_of_one_table_become_one_step_in_stream_order() {
+    let steps = run(vec![
+        ev(VEventType::Begin),
+        field_event(),
+        second_table_field_event(),
+        row_event_of("t", "1"),
+        row_event_of("t", "2"),
+        row_event_of("t", "3"),
+        row_event_of("u", "4"),
+        row_event_of("t", "5"),
+        vgtid_event("MySQL56/u:1-5"),
+        ev(VEventType::Commit),
+    ])
+    .unwrap();
+    assert_eq!(
+        row_steps(&steps),
+        vec![("t".into(), 3), ("u".into(), 1), ("t".into(), 1)]
+    );
+    let ids: Vec<Value> = changes(&steps)
+        .into_iter()
+        .map(|c| match c {
+            Change::Upsert(v) | Change::Delete(v) => v[0].clone(),
+        })
+        .collect();
+    let expected: Vec<Value> = [1, 2, 3, 4, 5].map(Value::Integer).into();
+    assert_eq!(ids, expected);
+}
+
+#[test]
+fn row_events_of_two_transactions_never_share_a_step() {
+    let steps = run(vec![
+        ev(VEventType::Begin),
+        field_event(),
+        row_event_of("t", "1"),
+        vgtid_event("MySQL56/u:1-5"),
+        ev(VEventType::Commit),
+        ev(VEventType::Begin),
+        row_event_of("t", "2"),
+        vgtid_event("MySQL56/u:1-6"),
+        ev(VEventType::Commit),
+    ])
+    .unwrap();
+    assert_eq!(row_steps(&steps), vec![("t".into(), 1), ("t".into(), 1)]);
+}
