@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use rusqlite::types::Value;
 
 use crate::position_check::PositionCheck;
-use crate::proto::binlogdata::{FieldEvent, RowChange, RowEvent, VEvent, VEventType, VGtid};
+use crate::proto::binlogdata::{FieldEvent, VEventType, VGtid};
 use crate::proto::query::Row;
+use crate::proto::vstream_events::{Event, RowChange, RowEvent};
 use crate::schema::{bare_table_name, TableSchema};
 use crate::source_ddl::is_internal;
-use crate::value::to_sql;
+use crate::value::{to_sql, Raw, Value};
 
 /// A table schema as one shard streams it.
 #[derive(Debug, PartialEq)]
@@ -105,7 +105,7 @@ impl Decoder {
         self.in_transaction
     }
 
-    pub fn decode(&mut self, event: VEvent, out: &mut Vec<Step>) -> Result<()> {
+    pub fn decode(&mut self, event: Event, out: &mut Vec<Step>) -> Result<()> {
         if event.timestamp > 0 {
             self.last_event_time = event.timestamp;
         }
@@ -117,7 +117,7 @@ impl Decoder {
         match kind {
             VEventType::Begin => self.in_transaction = true,
             VEventType::Vgtid => {
-                let vgtid = event.vgtid.context("VGTID event carries no VGtid")?;
+                let vgtid = *event.vgtid.context("VGTID event carries no VGtid")?;
                 self.position.accept(&vgtid)?;
                 self.pending = Some(vgtid);
             }
@@ -125,7 +125,7 @@ impl Decoder {
                 let fe = event
                     .field_event
                     .context("FIELD event carries no field_event")?;
-                if let Some(schema) = self.field(&event.shard, fe)? {
+                if let Some(schema) = self.field(name(&event.shard, "shard")?, *fe)? {
                     out.push(Step::Schema(schema));
                 }
             }
@@ -134,10 +134,10 @@ impl Decoder {
                 if !self.in_transaction {
                     bail!(
                         "ROW event for table {} outside a transaction",
-                        re.table_name
+                        String::from_utf8_lossy(&re.table_name)
                     );
                 }
-                self.rows(&event.shard, re, event.timestamp == 0, out)?;
+                self.rows(name(&event.shard, "shard")?, re, event.timestamp == 0, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
                 if !self.in_transaction {
@@ -147,7 +147,7 @@ impl Decoder {
             }
             VEventType::Ddl => {
                 out.push(Step::Ddl {
-                    shard: event.shard.clone(),
+                    shard: name(&event.shard, "shard")?.to_string(),
                     ddl: crate::source_ddl::parse(&event.statement),
                 });
                 self.end(EndKind::Ddl, out)
@@ -186,7 +186,7 @@ impl Decoder {
         });
     }
 
-    fn copy_completed(&mut self, event: &VEvent, out: &mut Vec<Step>) -> Result<()> {
+    fn copy_completed(&mut self, event: &Event, out: &mut Vec<Step>) -> Result<()> {
         if self.in_transaction {
             bail!("COPY_COMPLETED inside an open transaction");
         }
@@ -194,7 +194,7 @@ impl Decoder {
             out.push(Step::CopyCompleted);
         } else {
             out.push(Step::ShardCopyCompleted {
-                shard: event.shard.clone(),
+                shard: name(&event.shard, "shard")?.to_string(),
             });
         }
         Ok(())
@@ -241,9 +241,9 @@ impl Decoder {
         let shard = if re.shard.is_empty() {
             event_shard
         } else {
-            &re.shard
+            name(&re.shard, "shard")?
         };
-        let table = bare_table_name(&re.table_name, &self.keyspace);
+        let table = bare_table_name(name(&re.table_name, "table name")?, &self.keyspace);
         let Some(schema) = self.schemas.get(shard).and_then(|tables| tables.get(table)) else {
             // Internal tables' FIELD events were skipped (`field`); asked only here, off the
             // path every mirrored row takes.
@@ -273,6 +273,11 @@ impl Decoder {
         }
         Ok(())
     }
+}
+
+/// A name the stream carries as bytes (`vstream_events`), as text.
+fn name<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).with_context(|| format!("event {what} is not UTF-8"))
 }
 
 fn decode_change(schema: &TableSchema, change: RowChange, out: &mut Vec<Change>) -> Result<()> {
@@ -324,14 +329,14 @@ pub fn row_values(schema: &TableSchema, row: &Row) -> Result<Vec<Value>> {
             -1 => None,
             len if len < -1 => bail!("column {} has invalid length {len}", column.name),
             len => {
-                let end = usize::try_from(len)
+                let raw = usize::try_from(len)
                     .ok()
                     .and_then(|l| offset.checked_add(l))
-                    .filter(|&end| end <= row.values.len())
-                    .with_context(|| format!("column {} overruns the row buffer", column.name))?;
-                let slice = &row.values[offset..end];
+                    .and_then(|end| Raw::within(&row.values, offset..end).map(|raw| (raw, end)));
+                let (raw, end) =
+                    raw.with_context(|| format!("column {} overruns the row buffer", column.name))?;
                 offset = end;
-                Some(slice)
+                Some(raw)
             }
         };
         values.push(to_sql(&column.ctype, raw).with_context(|| format!("column {}", column.name))?);

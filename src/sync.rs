@@ -17,11 +17,12 @@ use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::metadata;
 use crate::progress::Progress;
 use crate::proto::binlogdata::{VEventType, VGtid};
-use crate::proto::vtgate::{VStreamRequest, VStreamResponse};
+use crate::proto::vstream_events;
+use crate::proto::vtgate::VStreamRequest;
 use crate::resume::{start_position, Start};
 use crate::store::{Durability, Identity, Mirror};
-use crate::transport::{Vtgate, VtgateClient};
-use crate::vstream::{connect, open_stream, StreamSpec};
+use crate::transport::{Vtgate, VtgateGrpc};
+use crate::vstream::{open_event_stream, StreamSpec};
 use tonic::Streaming;
 
 /// Where a fresh mirror starts.
@@ -240,9 +241,9 @@ async fn attempt(
 async fn open(
     vtgate: &Vtgate,
     request: VStreamRequest,
-) -> Result<(VtgateClient, Streaming<VStreamResponse>)> {
-    let mut client = connect(vtgate).await?;
-    let responses = open_stream(&mut client, request).await?;
+) -> Result<(VtgateGrpc, Streaming<vstream_events::Response>)> {
+    let mut client = crate::transport::connect_grpc(vtgate).await?;
+    let responses = open_event_stream(&mut client, request).await?;
     Ok((client, responses))
 }
 

@@ -8,7 +8,7 @@ use crate::schema::quote;
 /// (columns × 32 stays far below SQLite's 32766 parameters for any real table).
 pub const ROWS_PER_STATEMENT: usize = 32;
 
-pub fn change_values(change: &Change) -> std::slice::Iter<'_, rusqlite::types::Value> {
+pub fn change_values(change: &Change) -> std::slice::Iter<'_, crate::value::Value> {
     match change {
         Change::Upsert(values) | Change::Delete(values) => values.iter(),
     }

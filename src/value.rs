@@ -3,8 +3,101 @@
 //! The same source value must give the same SQLite value whichever phase delivered it
 //! (copy sends MySQL text, the binlog path sends Vitess's own formatting, e.g. `1.5E+00`).
 
+use std::ops::Range;
+
 use anyhow::{bail, Context, Result};
-use rusqlite::types::Value;
+use bytes::Bytes;
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+
+pub mod chunk;
+
+pub use chunk::Chunk;
+
+/// A value as stored in SQLite. Text and blobs are taken from the response's receive buffer
+/// without an allocation (`Chunk`), and bound to SQLite as borrowed slices.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    /// Always valid UTF-8 (checked or transcoded when built).
+    Text(Chunk),
+    Blob(Chunk),
+}
+
+impl Value {
+    pub fn text(text: impl Into<String>) -> Value {
+        Value::Text(Chunk::from(text.into()))
+    }
+
+    pub fn blob(bytes: impl Into<Vec<u8>>) -> Value {
+        Value::Blob(Chunk::from(bytes.into()))
+    }
+}
+
+/// One wire value: `range` of the row buffer `owner`.
+#[derive(Clone, Copy)]
+pub struct Raw<'a> {
+    owner: &'a Bytes,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> Raw<'a> {
+    /// The whole of `owner`.
+    pub fn whole(owner: &'a Bytes) -> Raw<'a> {
+        Raw {
+            owner,
+            start: 0,
+            end: owner.len(),
+        }
+    }
+
+    /// `owner[range]`; None if the range is not inside it.
+    pub fn within(owner: &'a Bytes, range: Range<usize>) -> Option<Raw<'a>> {
+        owner.get(range.clone())?;
+        Some(Raw {
+            owner,
+            start: range.start,
+            end: range.end,
+        })
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.owner.get(self.start..self.end).unwrap_or_default()
+    }
+
+    fn chunk(&self) -> Chunk {
+        Chunk::within(self.owner, self.start..self.end).unwrap_or_else(|| Chunk::from(Vec::new()))
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(text) => ValueRef::Text(text),
+            Value::Blob(blob) => ValueRef::Blob(blob),
+        }))
+    }
+}
+
+/// The owned SQLite value, as a read from the mirror returns it.
+impl From<Value> for rusqlite::types::Value {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => rusqlite::types::Value::Null,
+            Value::Integer(i) => rusqlite::types::Value::Integer(i),
+            Value::Real(f) => rusqlite::types::Value::Real(f),
+            Value::Text(text) => {
+                rusqlite::types::Value::Text(String::from_utf8_lossy(&text).into_owned())
+            }
+            Value::Blob(blob) => rusqlite::types::Value::Blob(blob.to_vec()),
+        }
+    }
+}
 
 /// `query.Type` values (ordinal | flag bits), as sent on the wire.
 pub mod vtype {
@@ -95,17 +188,24 @@ pub struct ColumnType {
 }
 
 /// Converts one wire value (`None` = NULL) to the SQLite value stored for it.
-pub fn to_sql(col: &ColumnType, raw: Option<&[u8]>) -> Result<Value> {
+pub fn to_sql(col: &ColumnType, raw: Option<Raw<'_>>) -> Result<Value> {
     let Some(raw) = raw else {
         return Ok(Value::Null);
     };
+    let bytes = raw.bytes();
     match storage_for(col.vitess_type, col.collation) {
-        Storage::Integer => Ok(Value::Integer(parse_i64(raw)?)),
-        Storage::IntegerOrText => unsigned_value(raw),
-        Storage::Real => Ok(Value::Real(parse_float(col.vitess_type, raw)?)),
-        Storage::Blob => Ok(Value::Blob(raw.to_vec())),
+        Storage::Integer => Ok(Value::Integer(parse_i64(bytes)?)),
+        Storage::IntegerOrText => unsigned_value(bytes),
+        Storage::Real => Ok(Value::Real(parse_float(col.vitess_type, bytes)?)),
+        Storage::Blob => Ok(Value::Blob(raw.chunk())),
         Storage::Text => text_value(col, raw),
     }
+}
+
+/// `to_sql` of a value held on its own (tests, the simulated source).
+pub fn to_sql_bytes(col: &ColumnType, raw: Option<&[u8]>) -> Result<Value> {
+    let owner = raw.map(Bytes::copy_from_slice);
+    to_sql(col, owner.as_ref().map(Raw::whole))
 }
 
 fn ascii(raw: &[u8]) -> Result<&str> {
@@ -124,7 +224,7 @@ fn unsigned_value(raw: &[u8]) -> Result<Value> {
         .context("BIGINT UNSIGNED value does not parse")?;
     Ok(match i64::try_from(n) {
         Ok(small) => Value::Integer(small),
-        Err(_) => Value::Text(n.to_string()),
+        Err(_) => Value::text(n.to_string()),
     })
 }
 
@@ -141,14 +241,19 @@ fn parse_float(vitess_type: i32, raw: &[u8]) -> Result<f64> {
     text.parse().context("DOUBLE value does not parse")
 }
 
-fn text_value(col: &ColumnType, raw: &[u8]) -> Result<Value> {
+fn text_value(col: &ColumnType, raw: Raw<'_>) -> Result<Value> {
     use vtype::*;
+    let bytes = raw.bytes();
     if !col.enum_set_strings && matches!(col.vitess_type, ENUM | SET) {
-        if let Some(text) = enum_set_from_index(col, raw)? {
-            return Ok(Value::Text(text));
+        if let Some(text) = enum_set_from_index(col, bytes)? {
+            return Ok(Value::text(text));
         }
     }
-    Ok(Value::Text(decode_text(col.collation, raw)?))
+    // UTF-8 (and ASCII in a Latin-1 column) is stored as it arrived: checked, not transcoded.
+    if bytes.is_ascii() || (!is_latin1(col.collation) && std::str::from_utf8(bytes).is_ok()) {
+        return Ok(Value::Text(raw.chunk()));
+    }
+    Ok(Value::text(decode_text(col.collation, bytes)?))
 }
 
 /// Latin-1 collations: MySQL's "latin1" is Windows-1252.
@@ -235,82 +340,5 @@ pub fn enum_members(column_type: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn col(vitess_type: i32) -> ColumnType {
-        ColumnType {
-            vitess_type,
-            collation: 255,
-            column_type: String::new(),
-            enum_set_strings: true,
-        }
-    }
-
-    #[test]
-    fn unsigned_bigint_above_i64_is_kept_as_exact_text() {
-        let v = to_sql(&col(vtype::UINT64), Some(b"18446744073709551615")).unwrap();
-        assert_eq!(v, Value::Text("18446744073709551615".into()));
-        let v = to_sql(&col(vtype::UINT64), Some(b"7")).unwrap();
-        assert_eq!(v, Value::Integer(7));
-    }
-
-    #[test]
-    fn floats_from_copy_and_binlog_phases_store_the_same_value() {
-        for (copy, binlog) in [("1.1", "1.1E+00"), ("1e20", "1E+20"), ("-0.5", "-5E-01")] {
-            for t in [vtype::FLOAT32, vtype::FLOAT64] {
-                let a = to_sql(&col(t), Some(copy.as_bytes())).unwrap();
-                let b = to_sql(&col(t), Some(binlog.as_bytes())).unwrap();
-                assert_eq!(a, b, "{copy} vs {binlog}");
-            }
-        }
-        assert_eq!(
-            to_sql(&col(vtype::FLOAT32), Some(b"1.1")).unwrap(),
-            Value::Real(1.1)
-        );
-    }
-
-    #[test]
-    fn enum_and_set_indexes_from_old_servers_become_member_strings() {
-        let mut c = col(vtype::ENUM);
-        c.enum_set_strings = false;
-        c.column_type = "enum('small','it''s')".into();
-        assert_eq!(to_sql(&c, Some(b"2")).unwrap(), Value::Text("it's".into()));
-        assert_eq!(to_sql(&c, Some(b"0")).unwrap(), Value::Text(String::new()));
-        c.vitess_type = vtype::SET;
-        c.column_type = "set('a','b','c')".into();
-        assert_eq!(to_sql(&c, Some(b"5")).unwrap(), Value::Text("a,c".into()));
-    }
-
-    #[test]
-    fn latin1_text_is_transcoded_and_binary_text_stays_bytes() {
-        let mut c = col(vtype::VARCHAR);
-        c.collation = 8;
-        assert_eq!(
-            to_sql(&c, Some(b"caf\xe9 \x80")).unwrap(),
-            Value::Text("café €".into())
-        );
-        c.collation = BINARY_COLLATION;
-        assert_eq!(to_sql(&c, Some(b"\xff")).unwrap(), Value::Blob(vec![0xff]));
-    }
-
-    #[test]
-    fn member_lists_with_stray_parentheses_are_read_without_panicking() {
-        // Found by tests/fuzz_decoder.rs: `)` before `(` sliced backwards.
-        // An unterminated quote after `(` reads as one empty member.
-        assert_eq!(enum_members("')b('"), vec![String::new()]);
-        assert_eq!(enum_members(")enum('a')"), vec!["a".to_string()]);
-        let mut c = col(vtype::ENUM);
-        c.enum_set_strings = false;
-        c.column_type = ")(".into();
-        assert!(to_sql(&c, Some(b"1")).is_err());
-    }
-
-    #[test]
-    fn malformed_numbers_are_errors_not_panics() {
-        assert!(to_sql(&col(vtype::INT64), Some(b"12x")).is_err());
-        assert!(to_sql(&col(vtype::INT64), Some(b"\xff")).is_err());
-        assert!(to_sql(&col(vtype::FLOAT64), Some(b"")).is_err());
-        assert!(to_sql(&col(vtype::UINT64), Some(b"-1")).is_err());
-    }
-}
+#[path = "value_tests.rs"]
+mod tests;

@@ -8,9 +8,10 @@ use tonic::Streaming;
 
 use crate::proto::binlogdata::{Filter, Rule, VGtid};
 use crate::proto::topodata::TabletType;
+use crate::proto::vstream_events;
 use crate::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
 use crate::proto::vtrpc::CallerId;
-use crate::transport::{Vtgate, VtgateClient};
+use crate::transport::{Vtgate, VtgateClient, VtgateGrpc};
 
 pub use crate::transport::{
     max_message_bytes, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_MESSAGE_BYTES,
@@ -104,6 +105,31 @@ pub async fn open_stream(
 ) -> Result<Streaming<VStreamResponse>> {
     Ok(client
         .v_stream(request)
+        .await
+        .context("starting the VStream")?
+        .into_inner())
+}
+
+/// Starts the VStream decoded into `vstream_events` (what the sync reads, with fewer
+/// allocations than the full `VStreamResponse`).
+pub async fn open_event_stream(
+    grpc: &mut VtgateGrpc,
+    request: VStreamRequest,
+) -> Result<Streaming<vstream_events::Response>> {
+    // As the generated client does: a channel that is not ready is a retryable Unknown.
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))
+        .context("starting the VStream")?;
+    let codec = tonic_prost::ProstCodec::<VStreamRequest, vstream_events::Response>::default();
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/vtgateservice.Vitess/VStream");
+    let mut request = tonic::Request::new(request);
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("vtgateservice.Vitess", "VStream"));
+    Ok(grpc
+        .server_streaming(request, path, codec)
         .await
         .context("starting the VStream")?
         .into_inner())

@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use prost::Message;
-use rusqlite::types::Value;
 use vtmirror::decode::row_values;
 use vtmirror::proto::binlogdata::{
     FieldEvent, RowChange, RowEvent, ShardGtid, TableLastPk, VEvent, VEventType, VGtid,
@@ -13,6 +12,7 @@ use vtmirror::proto::query::Field;
 use vtmirror::proto::vtgate::VStreamResponse;
 use vtmirror::schema::TableSchema;
 use vtmirror::sim::{encode_row, lastpk_result, ColKind, ColumnSpec, Row, TableSpec};
+use vtmirror::value::Value;
 
 pub const KEYSPACE: &str = "bench";
 pub const SHARD: &str = "0";

@@ -29,6 +29,10 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// A VStream client whose calls carry the configured credentials.
 pub type VtgateClient = VitessClient<InterceptedService<Channel, Credentials>>;
 
+/// The gRPC client under `VtgateClient`, for calls decoded into vtmirror's own message types
+/// (`proto::vstream_events`).
+pub type VtgateGrpc = tonic::client::Grpc<InterceptedService<Channel, Credentials>>;
+
 /// Text or bytes that must never be printed: `Debug` shows `<redacted>`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret<T>(pub T);
@@ -180,6 +184,25 @@ impl Interceptor for Credentials {
 /// Connects (TCP, and the TLS handshake when configured) and returns a client whose calls
 /// carry the credentials.
 pub async fn connect(vtgate: &Vtgate) -> Result<VtgateClient> {
+    let (channel, credentials) = connect_channel(vtgate).await?;
+    let limit = max_message_bytes();
+    Ok(VitessClient::with_interceptor(channel, credentials)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit))
+}
+
+/// `connect`, as the plain gRPC client (same channel, credentials and limits).
+pub async fn connect_grpc(vtgate: &Vtgate) -> Result<VtgateGrpc> {
+    let (channel, credentials) = connect_channel(vtgate).await?;
+    let limit = max_message_bytes();
+    Ok(
+        tonic::client::Grpc::new(InterceptedService::new(channel, credentials))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+    )
+}
+
+async fn connect_channel(vtgate: &Vtgate) -> Result<(Channel, Credentials)> {
     let credentials = vtgate.credentials()?;
     let endpoint = vtgate.endpoint()?;
     let connected = match vtgate.tls_connector()? {
@@ -187,10 +210,7 @@ pub async fn connect(vtgate: &Vtgate) -> Result<VtgateClient> {
         None => endpoint.connect().await,
     };
     let channel = connected.with_context(|| format!("connecting to vtgate at {vtgate}"))?;
-    let limit = max_message_bytes();
-    Ok(VitessClient::with_interceptor(channel, credentials)
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit))
+    Ok((channel, credentials))
 }
 
 /// HTTP/2 keepalive, the only liveness check with `--heartbeat 0` and before a stream's first

@@ -15,7 +15,7 @@ use vtmirror::schema::quote;
 use vtmirror::sim::{ModelSpec, SharedModel, SimVtgate, StreamOptions};
 use vtmirror::store::Durability;
 use vtmirror::sync::{Outcome, StartFrom, SyncOptions};
-use vtmirror::value::{to_sql, ColumnType};
+use vtmirror::value::{to_sql_bytes, ColumnType};
 use vtmirror::vstream::{rules, StreamSpec};
 
 pub const TABLES: [&str; 3] = ["accounts", "corder", "customer"];
@@ -101,7 +101,11 @@ pub fn expected(model: &SharedModel, table: &str) -> BTreeMap<i64, Vec<Value>> {
             let values = row
                 .iter()
                 .zip(&types)
-                .map(|(v, t)| to_sql(t, v.as_deref()).expect("model values convert"))
+                .map(|(v, t)| {
+                    to_sql_bytes(t, v.as_deref())
+                        .expect("model values convert")
+                        .into()
+                })
                 .collect();
             (pk, values)
         })
