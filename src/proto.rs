@@ -19,17 +19,4 @@ pub mod vtgate {
 pub mod vtgateservice {
     tonic::include_proto!("vtgateservice");
 }
-pub mod vstream_events {
-    tonic::include_proto!("vstream_events");
-}
-
-impl TryFrom<binlogdata::VEvent> for vstream_events::Event {
-    type Error = prost::DecodeError;
-
-    /// The sync's view of a full event, through its encoding (tests and tools build full
-    /// events; the wire decides what the view holds).
-    fn try_from(event: binlogdata::VEvent) -> Result<Self, Self::Error> {
-        use prost::Message;
-        Self::decode(event.encode_to_vec().as_slice())
-    }
-}
+pub mod vstream_events;
