@@ -303,6 +303,11 @@ impl Writer {
     /// between transactions and at most once a second.
     fn record_heartbeat(&mut self, event_time: i64) -> Result<()> {
         self.progress.heartbeat(event_time);
+        // A copy that pauses (vttablet between tables) still commits its rows within a
+        // heartbeat of `max_delay`.
+        if self.in_sqlite_tx && self.at_boundary {
+            self.maybe_commit(false)?;
+        }
         let due = self
             .last_heartbeat_write
             .is_none_or(|t| t.elapsed().as_secs() >= 1);
@@ -321,10 +326,15 @@ impl Writer {
                 return Ok(());
             }
         }
-        if self
-            .policy
-            .should_commit(self.pending.rows, self.pending.since, queue_empty)
-        {
+        // Copied rows are not waited on by anyone: an idle queue is no reason to commit them
+        // (that made a commit per response, ~240/s); size and age still are, and the sync
+        // commits what is complete when the stream ends or breaks.
+        let copying = self.pending.phase == Some(Phase::Copy);
+        if self.policy.should_commit(
+            self.pending.rows,
+            self.pending.since,
+            queue_empty && !copying,
+        ) {
             self.commit()?;
         }
         Ok(())
@@ -415,3 +425,7 @@ impl Writer {
             })
     }
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

@@ -83,6 +83,8 @@ pub struct Decoder {
     pending: Option<VGtid>,
     last_event_time: i64,
     position: PositionCheck,
+    /// Events after the current one in its response (`decode_all`): room to reserve.
+    events_left: usize,
 }
 
 impl Decoder {
@@ -103,6 +105,16 @@ impl Decoder {
     /// True while a source transaction is open (its rows must not be committed yet).
     pub fn in_transaction(&self) -> bool {
         self.in_transaction
+    }
+
+    /// Decodes a response's events in order.
+    pub fn decode_all(&mut self, events: Vec<Event>, out: &mut Vec<Step>) -> Result<()> {
+        self.events_left = events.len();
+        for event in events {
+            self.events_left -= 1;
+            self.decode(event, out)?;
+        }
+        Ok(())
     }
 
     pub fn decode(&mut self, event: Event, out: &mut Vec<Step>) -> Result<()> {
@@ -258,9 +270,11 @@ impl Decoder {
                 if Arc::ptr_eq(last, schema) && *last_copied == copied
         );
         if !continues {
+            // Room for the rest of the response's events, which are usually its rows.
+            let room = re.row_changes.len().max(self.events_left);
             out.push(Step::Rows {
                 schema: Arc::clone(schema),
-                changes: Vec::with_capacity(re.row_changes.len()),
+                changes: Vec::with_capacity(room),
                 copied,
             });
         }

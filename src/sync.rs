@@ -218,7 +218,11 @@ async fn attempt(
         Ok(start) => stream(opts, start, &queue, shutdown).await,
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
     };
-    if result.is_ok() {
+    // However the stream ended, the writer commits the source transactions it has whole
+    // (the events of a broken one never reach it complete, and a stream error is found before
+    // the response holding it is queued) and rolls back the rest. If the writer itself failed,
+    // it is gone and nothing is committed.
+    {
         let (reply, done) = oneshot::channel();
         if queue.tx.send(WriterMsg::Finish(reply)).await.is_ok() {
             let _ = done.await;
@@ -313,11 +317,8 @@ async fn stream(
         };
         last_message = Instant::now();
         let mut steps = Vec::with_capacity(response.events.len());
-        let mut data = false;
-        for event in response.events {
-            data |= event.r#type != VEventType::Heartbeat as i32;
-            decoder.decode(event, &mut steps)?;
-        }
+        let data = (response.events.iter()).any(|e| e.r#type != VEventType::Heartbeat as i32);
+        decoder.decode_all(response.events, &mut steps)?;
         copy_done |= steps.iter().any(|s| matches!(s, Step::CopyCompleted));
         if data {
             last_data = Instant::now();

@@ -102,7 +102,11 @@ async fn an_interrupted_copy_resumes_from_table_p_ks_and_copies_no_table_twice()
             Code::InvalidArgument,
             "injected: cut during copy",
         );
-        match sync_until_caught_up(options(&server.endpoint(), &db)).await {
+        // Copied rows commit by size or age (never merely because the queue is idle), so
+        // small batches make the cuts land after some commits.
+        let mut opts = options(&server.endpoint(), &db);
+        opts.policy.max_rows = 100;
+        match sync_until_caught_up(opts).await {
             Err(e) => {
                 assert!(format!("{e:#}").contains("injected"), "{e:#}");
                 cuts += 1;

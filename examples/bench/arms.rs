@@ -206,9 +206,7 @@ async fn receive_and_decode(
             .message()
             .await?
             .context("the replay stream ended early")?;
-        for event in response.events {
-            decoder.decode(event, &mut steps)?;
-        }
+        decoder.decode_all(response.events, &mut steps)?;
         for step in steps.drain(..) {
             if let Step::Rows { changes, .. } = step {
                 rows += changes.len() as u64;
