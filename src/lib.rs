@@ -15,8 +15,9 @@
 //! | `sync` | orchestration: checkpoint → stream → decode → writer; retry and shutdown |
 //! | `vstream` | connect to vtgate and build the VStream request |
 //! | `transport` | how to reach vtgate: address, TLS, static auth credentials |
-//! | `decode` | VEvents → steps; validates every wire fact, never panics |
-//! | `value` | Vitess type + bytes → SQLite value |
+//! | `proto` | Vitess's messages (generated); `proto::vstream_events`: the sync's own lean view of the stream |
+//! | `decode` | VEvents → steps (consecutive ROW events of a table merged); validates every wire fact, never panics |
+//! | `value` | Vitess type + bytes → SQLite value (short text inline, long text shared with the receive buffer) |
 //! | `position_check` | every VGTID: one keyspace, same key range (reshards allowed), GTID sets only grow |
 //! | `gtid_set` | MySQL56 GTID sets: parse, containment |
 //! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |

@@ -218,11 +218,15 @@ async fn attempt(
         Ok(start) => stream(opts, start, &queue, shutdown).await,
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
     };
-    // However the stream ended, the writer commits the source transactions it has whole
-    // (the events of a broken one never reach it complete, and a stream error is found before
-    // the response holding it is queued) and rolls back the rest. If the writer itself failed,
-    // it is gone and nothing is committed.
-    {
+    // After a clean end or a transient fault the writer commits the source transactions it
+    // holds whole (a broken one never reaches it complete) and rolls back the rest. After a
+    // definite error it rolls back everything since its last commit: the mirror stays as it
+    // was. If the writer itself failed, it is gone and nothing is committed.
+    let keep_whole = match &result {
+        Ok(_) => true,
+        Err(e) => crate::error::classify(e) == crate::error::Class::Transient,
+    };
+    if keep_whole {
         let (reply, done) = oneshot::channel();
         if queue.tx.send(WriterMsg::Finish(reply)).await.is_ok() {
             let _ = done.await;
