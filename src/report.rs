@@ -85,9 +85,11 @@ pub fn spawn_progress_log(
             tick.tick().await;
             let now = progress.snapshot();
             let rows_per_sec = rate.update(now);
+            // Per-table copy progress while copying; the field is left out afterwards (an
+            // Option field that is None is not recorded).
             let tables = match (&db, now.copy_completed) {
-                (Some(db), false) => tables_text(&copy_tables(db.clone()).await),
-                _ => String::new(),
+                (Some(db), false) => Some(tables_text(&copy_tables(db.clone()).await)),
+                _ => None,
             };
             tracing::info!(
                 copied_rows = now.copied_rows,
@@ -96,7 +98,7 @@ pub fn spawn_progress_log(
                 commits = now.commits,
                 copy_completed = now.copy_completed,
                 lag_seconds = lag_seconds(&now),
-                tables = %tables,
+                tables = tables.as_deref(),
                 "progress"
             );
         }
