@@ -326,15 +326,11 @@ impl Writer {
                 return Ok(());
             }
         }
-        // Copied rows are not waited on by anyone: an idle queue is no reason to commit them
-        // (that made a commit per response, ~240/s); size and age still are, and the sync
-        // commits what is complete when the stream ends or breaks.
         let copying = self.pending.phase == Some(Phase::Copy);
-        if self.policy.should_commit(
-            self.pending.rows,
-            self.pending.since,
-            queue_empty && !copying,
-        ) {
+        if self
+            .policy
+            .should_commit(self.pending.rows, self.pending.since, queue_empty, copying)
+        {
             self.commit()?;
         }
         Ok(())

@@ -22,9 +22,17 @@ impl Default for CommitPolicy {
 
 impl CommitPolicy {
     /// Called at a transaction end. `queue_empty`: nothing more is waiting, so committing now
-    /// costs no throughput and keeps lag low.
-    pub fn should_commit(&self, rows: usize, oldest: Option<Instant>, queue_empty: bool) -> bool {
-        queue_empty
+    /// costs no throughput and keeps lag low. `copying`: the batch holds copied rows, which
+    /// nobody waits on, so an idle queue is no reason to commit them (against a source slower
+    /// than the mirror that made a commit per response); size and age still are.
+    pub fn should_commit(
+        &self,
+        rows: usize,
+        oldest: Option<Instant>,
+        queue_empty: bool,
+        copying: bool,
+    ) -> bool {
+        (queue_empty && !copying)
             || rows >= self.max_rows
             || oldest.is_some_and(|t| t.elapsed() >= self.max_delay)
     }
@@ -41,10 +49,23 @@ mod tests {
             max_delay: Duration::from_secs(60),
         };
         let now = Some(Instant::now());
-        assert!(p.should_commit(1, now, true));
-        assert!(p.should_commit(10, now, false));
-        assert!(!p.should_commit(9, now, false));
+        assert!(p.should_commit(1, now, true, false));
+        assert!(p.should_commit(10, now, false, false));
+        assert!(!p.should_commit(9, now, false, false));
         let old = Some(Instant::now() - Duration::from_secs(61));
-        assert!(p.should_commit(1, old, false));
+        assert!(p.should_commit(1, old, false, false));
+    }
+
+    #[test]
+    fn copied_rows_commit_by_size_or_age_but_not_because_the_queue_is_idle() {
+        let p = CommitPolicy {
+            max_rows: 10,
+            max_delay: Duration::from_secs(60),
+        };
+        let now = Some(Instant::now());
+        assert!(!p.should_commit(1, now, true, true));
+        assert!(p.should_commit(10, now, true, true));
+        let old = Some(Instant::now() - Duration::from_secs(61));
+        assert!(p.should_commit(1, old, false, true));
     }
 }

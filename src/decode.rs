@@ -149,7 +149,7 @@ impl Decoder {
                         String::from_utf8_lossy(&re.table_name)
                     );
                 }
-                self.rows(name(&event.shard, "shard")?, re, event.timestamp == 0, out)?;
+                self.rows(&event.shard, re, event.timestamp == 0, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
                 if !self.in_transaction {
@@ -242,7 +242,7 @@ impl Decoder {
     /// with one statement lookup. Order is kept: only consecutive events merge.
     fn rows(
         &mut self,
-        event_shard: &str,
+        event_shard: &[u8],
         re: RowEvent,
         copied: bool,
         out: &mut Vec<Step>,
@@ -250,11 +250,13 @@ impl Decoder {
         if re.is_internal_table {
             return Ok(());
         }
+        // The row event names its shard (vtgate fills it in); the event's is the fallback.
         let shard = if re.shard.is_empty() {
             event_shard
         } else {
-            name(&re.shard, "shard")?
+            &re.shard
         };
+        let shard = name(shard, "shard")?;
         let table = bare_table_name(name(&re.table_name, "table name")?, &self.keyspace);
         let Some(schema) = self.schemas.get(shard).and_then(|tables| tables.get(table)) else {
             // Internal tables' FIELD events were skipped (`field`); asked only here, off the

@@ -224,7 +224,7 @@ async fn attempt(
     // was. If the writer itself failed, it is gone and nothing is committed.
     let keep_whole = match &result {
         Ok(_) => true,
-        Err(e) => crate::error::classify(e) == crate::error::Class::Transient,
+        Err(e) => classify(e) == Class::Transient,
     };
     if keep_whole {
         let (reply, done) = oneshot::channel();
