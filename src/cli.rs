@@ -94,8 +94,10 @@ Output (text):
   +-----------------+--------+----------+------+
   VGTID after event:  shard_gtids:<keyspace:"customer" shard:"0" gtid:"MySQL56/d714…:1-36" >
 
-Binary columns print in hex; an update prints its before and after images. --format json prints
-one object per row change, transaction end (with the VGTID) and copy completion. Connection
+Binary columns (VARBINARY, BLOB, BINARY, BIT …) print as text when their bytes are printable
+UTF-8, as the seed's client prints them, and as 0x… hex otherwise; --format json always gives
+them as 0x… hex (unambiguous). An update prints its before and after images. --format json
+prints one object per row change, transaction end (with the VGTID) and copy completion. Connection
 notices and "remote error: …, retrying in Ns" lines go to stderr."#;
 
 #[derive(Args, Debug, Clone)]

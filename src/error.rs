@@ -17,6 +17,10 @@ const DEFINITE_TEXT: &[&str] = &[
     "errno 1236",
     "errno 1789",
     "not found in the", // shard provided in VGTID, X, not found in the K keyspace
+    // vtgate resolving the keyspace of a new stream: `failed to get shards in keyspace K:
+    // keyspace K fetch error: node doesn't exist: keyspaces/K/SrvKeyspace` (a typo in
+    // --keyspace; retrying would wait for a keyspace nobody is creating).
+    "node doesn't exist: keyspaces/",
     "gtidset mismatch",
     "unknown gtidset flavor",
     "is not present in the database",
@@ -175,6 +179,7 @@ pub fn render(err: &anyhow::Error) -> String {
 
 fn hint(text: &str) -> Option<&'static str> {
     const HINTS: &[(&str, &str)] = &[
+        ("node doesn't exist: keyspaces/", "no keyspace of that name on this vtgate: check --keyspace (`SHOW KEYSPACES` through vtgate lists them)"),
         ("not found in the", "the stored position names a shard that no longer exists (removed after a reshard); this mirror cannot resume: start a new mirror file to copy the keyspace again"),
         ("purged", "the source no longer has the binlogs after the stored position; this mirror cannot resume: start a new mirror file to copy the keyspace again"),
         ("gtidset mismatch", "the stored position is not on this source (another cluster, or restored from a backup); start a new mirror file"),

@@ -113,6 +113,30 @@ impl Mirror {
     }
 }
 
+impl Mirror {
+    /// Closes a mirror this sync created and never committed to, and removes its files, so
+    /// that a sync that failed at once leaves nothing behind.
+    pub fn discard(self, db: &Path) -> Result<()> {
+        let Mirror { conn, _lock: lock } = self;
+        conn.close()
+            .map_err(|(_, e)| e)
+            .context("closing the unused mirror")?;
+        for suffix in ["-wal", "-shm", ""] {
+            let mut file = db.as_os_str().to_owned();
+            file.push(suffix);
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", db.display()))
+                }
+                _ => {}
+            }
+        }
+        let _ = std::fs::remove_file(lock_path(db));
+        drop(lock);
+        Ok(())
+    }
+}
+
 /// Opens a mirror for reading only (query, status, snapshot); never blocks the writer.
 pub fn open_read_only(db: &Path) -> Result<Connection> {
     if !db.exists() {

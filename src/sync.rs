@@ -87,6 +87,9 @@ pub async fn run(
     progress: Arc<Progress>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Outcome> {
+    // A new file that fails before its first commit is removed again: a typo in --keyspace or
+    // a filter must not leave a file that then refuses the corrected flags as another mirror.
+    let created = !opts.db.exists();
     let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
     record_status(&mirror.conn, "state", "starting");
     let mut mirror = Some(mirror);
@@ -110,6 +113,15 @@ pub async fn run(
         // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
         let shown = render(&err);
         if classify(&err) == Class::Definite {
+            if created && progress.snapshot().commits == 0 {
+                if let Some(unused) = mirror.take() {
+                    unused.discard(&opts.db)?;
+                }
+                return Err(err.context(format!(
+                    "nothing was written ({} was not created)",
+                    opts.db.display()
+                )));
+            }
             record_status(conn, "state", "failed");
             record_status(conn, "last_error", &shown);
             return Err(err);

@@ -106,3 +106,51 @@ fn long_utf8_text_and_blobs_share_the_receive_buffer_instead_of_being_copied() {
     let lone_continuation_byte = Raw::within(&owner, 41..42);
     assert!(to_sql(&col(vtype::VARCHAR), lone_continuation_byte).is_err());
 }
+
+#[test]
+fn a_float_stores_what_mysql_shows_whichever_phase_sent_it() {
+    // (MySQL's text in the copy phase, Vitess's binlog text of the same float32, stored value)
+    for (copy, binlog, stored) in [
+        ("16777200", "1.6777216E+07", 16777200.0),
+        ("123457", "1.2345679E+05", 123457.0),
+        ("1.4013e-45", "1E-45", 1.4013e-45),
+        ("1.17549e-38", "1.1754942E-38", 1.17549e-38),
+        ("-3.40282e38", "-3.4028235E+38", -3.40282e38),
+        ("1234560", "1.234565E+06", 1234560.0),
+        ("0", "-0E+00", 0.0),
+        ("0.1", "1E-01", 0.1),
+    ] {
+        let a = to_sql_bytes(&col(vtype::FLOAT32), raw(copy.as_bytes())).unwrap();
+        let b = to_sql_bytes(&col(vtype::FLOAT32), raw(binlog.as_bytes())).unwrap();
+        assert_eq!(a, Value::Real(stored), "copy {copy}");
+        assert_eq!(b, Value::Real(stored), "binlog {binlog}");
+    }
+    let negative_zero = to_sql_bytes(&col(vtype::FLOAT32), raw(b"-0E+00")).unwrap();
+    assert!(matches!(negative_zero, Value::Real(z) if z.is_sign_positive()));
+}
+
+#[test]
+fn a_float_with_declared_decimals_keeps_them_as_mysql_prints_them() {
+    let mut c = col(vtype::FLOAT32);
+    c.column_type = "float(12,4) unsigned".into();
+    // MySQL shows 123456.7891; the binlog sends the float32 123456.7890625.
+    let a = to_sql_bytes(&c, raw(b"123456.7891")).unwrap();
+    let b = to_sql_bytes(&c, raw(b"1.2345679E+05")).unwrap();
+    assert_eq!(a, Value::Real(123456.7891));
+    assert_eq!(b, Value::Real(123456.7891));
+}
+
+#[test]
+fn json_from_the_binlog_is_stored_as_mysql_prints_it() {
+    let binlog = br#"{"aa": 2, "b": [1, 1e16, "x"], "ccc": {"z": null, "yy": true}}"#;
+    let mysql = r#"{"b": [1, 1e16, "x"], "aa": 2, "ccc": {"z": null, "yy": true}}"#;
+    assert_eq!(
+        to_sql_bytes(&col(vtype::JSON), raw(binlog)).unwrap(),
+        Value::text(mysql)
+    );
+    assert_eq!(
+        to_sql_bytes(&col(vtype::JSON), raw(mysql.as_bytes())).unwrap(),
+        Value::text(mysql)
+    );
+    assert!(to_sql_bytes(&col(vtype::JSON), raw(b"JSON_INSERT(x)")).is_err());
+}

@@ -114,6 +114,50 @@ fn an_unreachable_vtgate_is_a_one_line_error_for_tail_and_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_keyspace_stops_sync_and_tail_at_once_and_writes_no_file() {
+    let (_model, server) = source(10).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let endpoint = server.endpoint();
+    let dbs = db.to_str().unwrap().to_string();
+    let (sync, tail, pattern) = tokio::task::spawn_blocking(move || {
+        let sync = vtmirror(&[
+            "sync",
+            "--vtgate",
+            &endpoint,
+            "--keyspace",
+            "nosuchks",
+            "--db",
+            &dbs,
+        ]);
+        let tail = vtmirror(&["tail", "--vtgate", &endpoint, "--keyspace", "nosuchks"]);
+        let pattern = vtmirror(&[
+            "sync",
+            "--vtgate",
+            &endpoint,
+            "--keyspace",
+            "/.*",
+            "--db",
+            &dbs,
+        ]);
+        (sync, tail, pattern)
+    })
+    .await
+    .unwrap();
+    assert_one_line_error(&sync, 1, "keyspace nosuchks fetch error");
+    assert!(
+        stderr(&sync).contains("check --keyspace"),
+        "{}",
+        stderr(&sync)
+    );
+    assert!(stderr(&sync).contains("nothing was written"));
+    assert_one_line_error(&tail, 1, "check --keyspace");
+    assert_one_line_error(&pattern, 1, "is not a keyspace name");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "no file is left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_and_status_work_end_to_end_and_a_closed_pipe_is_not_an_error() {
     let (model, server) = source(100).await;
     let dir = tempfile::tempdir().unwrap();

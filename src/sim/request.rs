@@ -114,9 +114,11 @@ fn expand_vgtid(vgtid: Option<&VGtid>, model: &Model) -> Result<VGtid, Status> {
     let mut out = VGtid::default();
     for sgtid in list {
         if sgtid.keyspace != *ks {
-            return Err(Status::not_found(format!(
-                "failed to resolve vstream parameters: failed to get shards in keyspace {}: node doesn't exist: keyspaces/{}/SrvKeyspace",
-                sgtid.keyspace, sgtid.keyspace
+            // vtgate v24's text and code (UNKNOWN, which alone would read as retryable).
+            let ks = &sgtid.keyspace;
+            return Err(Status::unknown(format!(
+                "failed to resolve vstream parameters: failed to get shards in keyspace {ks}: \
+                 keyspace {ks} fetch error: node doesn't exist: keyspaces/{ks}/SrvKeyspace"
             )));
         }
         if !sgtid.shard.is_empty() {

@@ -28,6 +28,9 @@ pub struct Column {
     pub name: String,
     /// Numbers are right-aligned in text output.
     pub numeric: bool,
+    /// Binary column: values arrive here as `0x…` hex (unambiguous, as `--format json`
+    /// prints them); text output shows printable UTF-8 ones as text, like the seed client.
+    pub binary: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,10 +208,12 @@ fn columns(fields: &[Field], width: usize) -> Vec<Column> {
             Some(f) => Column {
                 name: f.name.clone(),
                 numeric: is_numeric(f.r#type),
+                binary: storage_for(f.r#type, f.charset) == Storage::Blob,
             },
             None => Column {
                 name: format!("@{}", i + 1),
                 numeric: false,
+                binary: false,
             },
         })
         .collect()

@@ -102,7 +102,12 @@ fn rows_table(rows: &RowsEvent) -> String {
     for change in &rows.changes {
         for (op, image) in images(change) {
             let mut line = vec![name.clone(), op];
-            line.extend(image.iter().map(cell));
+            line.extend(
+                image
+                    .iter()
+                    .zip(&rows.columns)
+                    .map(|(v, c)| cell(v, c.binary)),
+            );
             line.resize(header.len(), String::new());
             lines.push(line);
         }
@@ -122,10 +127,24 @@ fn images(change: &Change) -> Vec<(String, &Vec<Text>)> {
     }
 }
 
-fn cell(value: &Text) -> String {
-    value
-        .as_deref()
-        .map_or_else(|| "NULL".to_string(), one_line)
+fn cell(value: &Text, binary: bool) -> String {
+    match value.as_deref() {
+        None => "NULL".to_string(),
+        Some(hex) if binary => printable_text(hex).unwrap_or_else(|| hex.to_string()),
+        Some(text) => one_line(text),
+    }
+}
+
+/// A binary value (`0x…`) as text when its bytes are printable UTF-8 (the seed client prints
+/// `VARBINARY` `123` as `123`); None keeps the hex.
+fn printable_text(hex: &str) -> Option<String> {
+    let digits = hex.strip_prefix("0x")?.as_bytes();
+    let bytes = digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    (!text.is_empty() && !text.chars().any(char::is_control)).then_some(text)
 }
 
 /// The VGtid in the protobuf text form the seed client prints.
@@ -227,10 +246,12 @@ mod tests {
                 Column {
                     name: "order_id".into(),
                     numeric: true,
+                    binary: false,
                 },
                 Column {
                     name: "sku".into(),
                     numeric: false,
+                    binary: true,
                 },
             ],
             changes: vec![Change {
@@ -279,6 +300,31 @@ VGTID after event:  shard_gtids:<keyspace:\"customer\" shard:\"0\" gtid:\"MySQL5
 
 ";
         assert_eq!(printed(Format::Text, &[insert(), commit()]), want);
+    }
+
+    #[test]
+    fn binary_values_print_as_text_when_printable_and_as_hex_otherwise() {
+        let Item::Rows(mut rows) = insert() else {
+            unreachable!("insert() is a row event")
+        };
+        rows.changes[0].after = Some(vec![Some("1".into()), Some("0x313233".into())]);
+        rows.changes.push(Change {
+            op: Op::Insert,
+            before: None,
+            after: Some(vec![Some("2".into()), Some("0x00ff0a".into())]),
+        });
+        rows.changes.push(Change {
+            op: Op::Insert,
+            before: None,
+            after: Some(vec![Some("3".into()), Some("0x".into())]),
+        });
+        let item = Item::Rows(rows);
+        let text = printed(Format::Text, std::slice::from_ref(&item));
+        assert!(text.contains("| 123 "), "{text}");
+        assert!(text.contains("| 0x00ff0a |"), "{text}");
+        assert!(text.contains("| 0x       |"), "{text}");
+        let json = printed(Format::Json, &[item]);
+        assert!(json.contains(r#""sku":"0x313233""#), "{json}");
     }
 
     #[test]
