@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Parser;
 use mysql::prelude::Queryable;
-use vtmirror::proto::binlogdata::{Filter, Rule, ShardGtid, VEventType, VGtid};
-use vtmirror::proto::topodata::TabletType;
-use vtmirror::proto::vtgate::{VStreamFlags, VStreamRequest};
+use vtmirror::source::proto::binlogdata::{Filter, Rule, ShardGtid, VEventType, VGtid};
+use vtmirror::source::proto::topodata::TabletType;
+use vtmirror::source::proto::vtgate::{VStreamFlags, VStreamRequest};
 
 const TABLE: &str = "bench_copy";
 
@@ -94,7 +94,7 @@ async fn discard_copy(args: &Args, exclude_keyspace: bool) -> Result<(u64, f64)>
     let started = Instant::now();
     // The same connection and the same (cheapest) view of the events as vtmirror's, so the
     // client costs the source's cores as little as possible: the strictest ceiling.
-    let mut client = vtmirror::transport::connect_grpc(&args.grpc.as_str().into()).await?;
+    let mut client = vtmirror::source::transport::connect_grpc(&args.grpc.as_str().into()).await?;
     let request = VStreamRequest {
         tablet_type: TabletType::Primary as i32,
         vgtid: Some(VGtid {
@@ -116,7 +116,7 @@ async fn discard_copy(args: &Args, exclude_keyspace: bool) -> Result<(u64, f64)>
         }),
         ..Default::default()
     };
-    let mut stream = vtmirror::vstream::open_event_stream(&mut client, request).await?;
+    let mut stream = vtmirror::source::vstream::open_event_stream(&mut client, request).await?;
     let mut rows = 0u64;
     let (mut responses, mut events, mut row_events) = (0u64, 0u64, 0u64);
     while let Some(response) = stream.message().await? {

@@ -12,12 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --vitess ]; then
   shift
-  cargo build --release --bin vtmirror --example bench_vitess >&2
+  cargo build --profile profiling --bin vtmirror --example bench_vitess >&2
   # Keyspace onlineddl of the reshard cluster: a real vtgate and vttablets (vttestserver's
   # vtcombo crashed when a client closed a copy stream early; see BENCHMARKS.md).
   set -a; . /tmp/vtmirror-vitess/env; set +a
-  exec target/release/examples/bench_vitess --grpc "$RESHARD_VTGATE_GRPC" \
+  exec target/profiling/examples/bench_vitess --grpc "$RESHARD_VTGATE_GRPC" \
     --mysql "$RESHARD_VTGATE_MYSQL" --keyspace "$RESHARD_ONLINE_DDL_KEYSPACE" "$@"
 fi
-cargo build --release --example bench >&2
-exec target/release/examples/bench "$@"
+cargo build --profile profiling --example bench >&2
+exec target/profiling/examples/bench "$@"

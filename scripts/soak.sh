@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The long variants of the reliability tests (the issue's soak), each tunable by its variable;
 # prints a summary at the end. Defaults: 1,000 SIGKILLs (≈ 15 min on 2 cores).
-#   VTMIRROR_CRASH_KILLS=1000 VTMIRROR_CRASH_SEED=<n>   tests/crash_kill.rs
-#   VTMIRROR_NET_FAULTS=40 VTMIRROR_NET_BLACK_HOLES=3    tests/network_faults.rs (when set)
-#   VTMIRROR_FUZZ_SECONDS=600 or VTMIRROR_FUZZ_CASES=<n> tests/fuzz_decoder.rs (when set)
+#   VTMIRROR_CRASH_KILLS=1000 VTMIRROR_CRASH_SEED=<n>   tests/faults/crash_kill.rs
+#   VTMIRROR_NET_FAULTS=40 VTMIRROR_NET_BLACK_HOLES=3    tests/faults/network.rs (when set)
+#   VTMIRROR_FUZZ_SECONDS=600 or VTMIRROR_FUZZ_CASES=<n> tests/faults/fuzz.rs (when set)
 # Logs go to target/soak/<step>.log. Exit status: non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,19 +28,19 @@ step() {
   fi
 }
 
-step crash_kill cargo test --release --test crash_kill -- --nocapture
-# Further long variants: `when VARIABLE <test target> [filter]` runs `cargo test --test <target>`
-# when the variable is set and the target exists (the variables reach the tests through the
-# environment). Add one line per tunable test.
+step crash_kill cargo test --release --test faults crash_kill -- --nocapture
+# Further long variants: `when VARIABLE <module>` runs the fault suite's tests of that module
+# when the variable is set (the variables reach the tests through the environment). Add one
+# line per tunable test module.
 when() {
-  local variable=$1 target=$2; shift 2
-  if [ -n "${!variable:-}" ] && [ -f "tests/$target.rs" ]; then
-    step "$target" cargo test --release --test "$target" "$@" -- --nocapture
+  local variable=$1 module=$2; shift 2
+  if [ -n "${!variable:-}" ] && [ -f "tests/faults/$module.rs" ]; then
+    step "$module" cargo test --release --test faults "$module::" "$@" -- --nocapture
   fi
 }
-when VTMIRROR_NET_FAULTS network_faults
-when VTMIRROR_FUZZ_SECONDS fuzz_decoder
-when VTMIRROR_FUZZ_CASES fuzz_decoder
+when VTMIRROR_NET_FAULTS network
+when VTMIRROR_FUZZ_SECONDS fuzz
+when VTMIRROR_FUZZ_CASES fuzz
 
 echo
 echo "soak summary (seed $VTMIRROR_CRASH_SEED, $VTMIRROR_CRASH_KILLS kills)"

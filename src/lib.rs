@@ -1,58 +1,39 @@
 //! vtmirror keeps a local SQLite copy of a Vitess keyspace through vtgate's VStream API,
 //! exactly once across crashes and restarts.
 //!
-//! # Data flow
+//! # Where a row travels
 //! ```text
-//! vtgate ─VStream (tonic)─▶ vstream ─VEvents─▶ decode ─Steps─▶ bounded channel ─▶ apply (writer thread)
-//!                                                                   BEGIN IMMEDIATE; DDL; upserts/deletes;
-//!                                                                   checkpoint; COMMIT (batch decides when)
+//! vtgate ─gRPC─▶ source::transport ─▶ source::vstream (request, responses)
+//!        ─▶ source::decode (VEvents → steps; source::value converts each cell)
+//!        ─bounded queue─▶ mirror::apply (writer thread): BEGIN IMMEDIATE; mirror::ddl;
+//!                          mirror::upsert / deletes; mirror::checkpoint; COMMIT (mirror::batch)
+//!        ─▶ the SQLite file (mirror::store, mirror::metadata)
 //! ```
+//! `commands::sync` wires these together and retries; `cli` turns flags into options.
 //!
-//! # Modules
-//! | module | job |
+//! # The tree
+//! | folder | holds |
 //! |---|---|
-//! | `cli` | command-line flags (each also from a `VTMIRROR_*` variable) |
-//! | `sync` | orchestration: checkpoint → stream → decode → writer; retry and shutdown |
-//! | `vstream` | connect to vtgate and build the VStream request |
-//! | `transport` | how to reach vtgate: address, TLS, static auth credentials |
-//! | `proto` | Vitess's messages (generated); `proto::vstream_events`: the sync's own lean view of the stream |
-//! | `decode` | VEvents → steps (consecutive ROW events of a table merged); validates every wire fact, never panics |
-//! | `value` | Vitess type + bytes → SQLite value (short text inline, long text shared with the receive buffer) |
-//! | `position_check` | every VGTID: one keyspace, same key range (reshards allowed), GTID sets only grow |
-//! | `gtid_set` | MySQL56 GTID sets: parse, containment |
-//! | `schema` | table schema from FIELD events, SQLite layout, identifier quoting |
-//! | `source_ddl` | table-level meaning of a source DDL statement (drop, truncate, renames, online DDL shadows) |
-//! | `ddl` | create / alter / rebuild mirrored tables; apply source DDL effects |
-//! | `checkpoint` | the stored VGtid and the safe resume position |
-//! | `resume` | the start position of a sync, from the mirror's metadata |
-//! | `batch` | group commit policy |
-//! | `apply` | the writer thread: steps → SQLite transactions |
-//! | `upsert` | multi-row upsert statements for runs of row changes |
-//! | `store` | the mirror file: pragmas, migrations, lock, identity |
-//! | `metadata` | reads and writes of the `_vtmirror_*` tables |
-//! | `error` | transient vs definite errors; backoff |
-//! | `redact` | row values out of relayed remote errors before they are shown or stored |
-//! | `progress` | live counters for progress reporting |
-//! | `demo` | `vtmirror demo`: the simulated vtgate synced into `demo.db` |
-//! | `tail` | `vtmirror tail`: print a keyspace's changes (no file), like the Vitess example client |
-//! | `status` | `vtmirror status`: state, checkpoint, copy progress and lag of a mirror, read-only |
-//! | `query` | `vtmirror query`: read-only SQL on a mirror as a table, CSV or JSON |
-//! | `snapshot` | `vtmirror snapshot`: a consistent copy of a mirror that can resume syncing |
-//! | `report` | progress display of `sync`/`demo` (terminal line or periodic logs), log writer |
-//! | `render` | text tables, hex, counts and sizes shared by the commands' output |
-//! | `sim` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
+//! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into options; one file per command with many flags |
+//! | `commands/` | one file per subcommand: `sync` (orchestration: checkpoint → stream → decode → writer; retry and shutdown), `tail`, `status`, `query`, `snapshot`, `demo` |
+//! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
+//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume` |
+//! | `output/` | `progress` counters, `report` (progress display, log writer), `render` (tables, hex, sizes) |
+//! | `error/` | the one transient-vs-definite classification, backoff, one-line rendering; `redact` keeps row values out of relayed errors |
+//! | `sim/` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
 //!
 //! # Invariants
 //! 1. Rows and checkpoint commit in one SQLite transaction: the file is always a consistent
-//!    prefix of the stream (`apply::Writer::commit`).
+//!    prefix of the stream (`mirror::apply::Writer::commit`).
 //! 2. Every apply is idempotent by primary key: upsert, delete-if-exists, a key change is a
-//!    delete of the old key plus an upsert (`decode::decode_change`).
+//!    delete of the old key plus an upsert (`source::decode::decode_change`).
 //! 3. The checkpoint is the VGtid stored whole and opaque, `table_p_ks` included; resuming an
-//!    unfinished copy never skips a table (`checkpoint::resume_position`).
+//!    unfinished copy never skips a table (`mirror::checkpoint::resume_position`).
 //! 4. A source transaction is never split across two SQLite commits: commits happen only at
-//!    transaction ends (`apply::Writer::apply`, `batch`).
+//!    transaction ends (`mirror::apply::Writer::apply`, `mirror::batch`).
 //! 5. Only the writer thread touches the mirror while a sync streams; a second sync on the
-//!    same file refuses to start (`store::Mirror::open`).
+//!    same file refuses to start (`mirror::store::Mirror::open`).
+//! 6. A value is the same whichever phase (copy or binlog) delivered it (`source::value`).
 
 /// The allocator of every program built on this library (the binary, the benchmark, tests),
 /// so they all measure the same code. Values are allocated on the decoder's thread and freed
@@ -61,33 +42,10 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod apply;
-pub mod batch;
-pub mod checkpoint;
 pub mod cli;
-pub mod ddl;
-pub mod decode;
-pub mod demo;
+pub mod commands;
 pub mod error;
-pub mod gtid_set;
-pub mod metadata;
-pub mod position_check;
-pub mod progress;
-pub mod proto;
-pub mod query;
-pub mod redact;
-pub mod render;
-pub mod report;
-pub mod resume;
-pub mod schema;
+pub mod mirror;
+pub mod output;
 pub mod sim;
-pub mod snapshot;
-pub mod source_ddl;
-pub mod status;
-pub mod store;
-pub mod sync;
-pub mod tail;
-pub mod transport;
-pub mod upsert;
-pub mod value;
-pub mod vstream;
+pub mod source;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vtmirror::cli::{Cli, Command, LogFormat};
-use vtmirror::progress::Progress;
-use vtmirror::render::is_broken_pipe;
-use vtmirror::report::{LogWriter, Mode, Reporter};
+use vtmirror::output::progress::Progress;
+use vtmirror::output::render::is_broken_pipe;
+use vtmirror::output::report::{LogWriter, Mode, Reporter};
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -44,24 +44,24 @@ async fn shutdown_signal() {
 async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let opts = args.options()?;
     // A typo in --vtgate shows at once; later connection losses are retried forever.
-    vtmirror::transport::connect_first(&opts.spec.vtgate).await?;
+    vtmirror::source::transport::connect_first(&opts.spec.vtgate).await?;
     let progress = Arc::new(Progress::default());
     let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
-    let outcome = vtmirror::sync::run(opts, progress, shutdown_signal()).await;
+    let outcome = vtmirror::commands::sync::run(opts, progress, shutdown_signal()).await;
     reporter.stop();
     // The error itself is printed once, rendered and redacted, by `main`.
     tracing::info!(outcome = ?outcome.as_ref().ok(), "sync finished");
     outcome.map(|_| ())
 }
 
-async fn tail(args: vtmirror::tail::TailArgs) -> anyhow::Result<()> {
+async fn tail(args: vtmirror::cli::TailArgs) -> anyhow::Result<()> {
     let opts = args.options()?;
     let (mut out, mut notices) = (std::io::stdout(), std::io::stderr());
-    let sinks = vtmirror::tail::Sinks {
+    let sinks = vtmirror::commands::tail::Sinks {
         out: &mut out,
         notices: &mut notices,
     };
-    vtmirror::tail::run(&opts, sinks, shutdown_signal()).await
+    vtmirror::commands::tail::run(&opts, sinks, shutdown_signal()).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -70,10 +70,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sync(args) => sync(args, mode).await,
         Command::Tail(args) => tail(args).await,
-        Command::Status(args) => vtmirror::status::run(&args, &mut stdout),
-        Command::Query(args) => vtmirror::query::run(&args, &mut stdout),
-        Command::Snapshot(args) => vtmirror::snapshot::run(&args, &mut stdout),
-        Command::Demo(args) => vtmirror::demo::run(args, mode, shutdown_signal()).await,
+        Command::Status(args) => vtmirror::commands::status::run(&args, &mut stdout),
+        Command::Query(args) => vtmirror::commands::query::run(&args, &mut stdout),
+        Command::Snapshot(args) => vtmirror::commands::snapshot::run(&args, &mut stdout),
+        Command::Demo(args) => vtmirror::commands::demo::run(args, mode, shutdown_signal()).await,
     }
 }
 

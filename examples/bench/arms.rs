@@ -10,12 +10,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use rusqlite::{params_from_iter, Connection};
-use vtmirror::decode::{Decoder, Step};
-use vtmirror::proto::topodata::TabletType;
-use vtmirror::schema::{quote, Layout};
-use vtmirror::store::{Durability, Identity, Mirror};
-use vtmirror::value::Value;
-use vtmirror::vstream::{open_event_stream, rules, StreamSpec};
+use vtmirror::mirror::schema::{quote, Layout};
+use vtmirror::mirror::store::{Durability, Identity, Mirror};
+use vtmirror::source::decode::{Decoder, Step};
+use vtmirror::source::proto::topodata::TabletType;
+use vtmirror::source::value::Value;
+use vtmirror::source::vstream::{open_event_stream, rules, StreamSpec};
 
 use crate::measure::{disk_written, process_cpu, thread_cpu, wait_child, Run};
 use crate::replay::{Feed, ReplayServer};
@@ -194,8 +194,8 @@ async fn receive_and_decode(
     responses: usize,
 ) -> Result<(Duration, Duration, u64)> {
     let (start, cpu0) = (Instant::now(), thread_cpu());
-    let mut client = vtmirror::transport::connect_grpc(&endpoint.as_str().into()).await?;
-    let position = vtmirror::checkpoint::fresh(KEYSPACE, "");
+    let mut client = vtmirror::source::transport::connect_grpc(&endpoint.as_str().into()).await?;
+    let position = vtmirror::mirror::checkpoint::fresh(KEYSPACE, "");
     let request = stream_spec(&endpoint).request(position);
     let mut stream = open_event_stream(&mut client, request).await?;
     let mut decoder = Decoder::new(KEYSPACE);

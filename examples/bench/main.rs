@@ -93,12 +93,12 @@ fn sync_child(flags: &[String]) -> Result<()> {
         anyhow::bail!("the sync child only runs sync");
     };
     let opts = sync.options()?;
-    let progress = Arc::new(vtmirror::progress::Progress::default());
+    let progress = Arc::new(vtmirror::output::progress::Progress::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(vtmirror::sync::run(
+    runtime.block_on(vtmirror::commands::sync::run(
         opts,
         Arc::clone(&progress),
         std::future::pending(),

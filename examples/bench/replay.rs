@@ -18,7 +18,7 @@ use tonic::codegen::{http, Body as HttpBody, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, ServerStreamingService};
 use tonic::Status;
 use tonic_prost::ProstCodec;
-use vtmirror::proto::vtgate::VStreamRequest;
+use vtmirror::source::proto::vtgate::VStreamRequest;
 
 /// An already encoded `VStreamResponse`: "encoding" it copies the bytes.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,15 +4,15 @@
 
 use bytes::Bytes;
 use prost::Message;
-use vtmirror::decode::row_values;
-use vtmirror::proto::binlogdata::{
+use vtmirror::mirror::schema::TableSchema;
+use vtmirror::sim::{encode_row, lastpk_result, ColKind, ColumnSpec, Row, TableSpec};
+use vtmirror::source::decode::row_values;
+use vtmirror::source::proto::binlogdata::{
     FieldEvent, RowChange, RowEvent, ShardGtid, TableLastPk, VEvent, VEventType, VGtid,
 };
-use vtmirror::proto::query::Field;
-use vtmirror::proto::vtgate::VStreamResponse;
-use vtmirror::schema::TableSchema;
-use vtmirror::sim::{encode_row, lastpk_result, ColKind, ColumnSpec, Row, TableSpec};
-use vtmirror::value::Value;
+use vtmirror::source::proto::query::Field;
+use vtmirror::source::proto::vtgate::VStreamResponse;
+use vtmirror::source::value::Value;
 
 pub const KEYSPACE: &str = "bench";
 pub const SHARD: &str = "0";

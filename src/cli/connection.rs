@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
-use crate::transport::{Secret, StaticAuth, Tls, Vtgate};
+use crate::source::transport::{Secret, StaticAuth, Tls, Vtgate};
 
 /// How `sync` and `tail` reach vtgate securely: TLS and Vitess static auth. The password is
 /// read from a file or `VTMIRROR_AUTH_PASSWORD`, never from a flag (shell history, `ps`).

@@ -5,8 +5,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prost::Message;
 
 use super::model::{Row, RowChange};
-use crate::proto::binlogdata::{FieldEvent, RowEvent, VEvent, VEventType, VGtid};
-use crate::proto::query::{self, Field, QueryResult};
+use crate::source::proto::binlogdata::{FieldEvent, RowEvent, VEvent, VEventType, VGtid};
+use crate::source::proto::query::{self, Field, QueryResult};
 
 /// Rows_event flag STMT_END_F, as set on the binlog row events vttablet forwards.
 const ROWS_EVENT_STMT_END: u32 = 1;
@@ -78,7 +78,7 @@ impl Source {
         let mut ev = self.event(VEventType::Row, ts, ct);
         let row_changes = changes
             .iter()
-            .map(|c| crate::proto::binlogdata::RowChange {
+            .map(|c| crate::source::proto::binlogdata::RowChange {
                 before: c.before.as_ref().map(encode_row),
                 after: c.after.as_ref().map(encode_row),
                 ..Default::default()

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Status};
 
-use crate::proto::binlogdata::VEvent;
-use crate::proto::vtgate::VStreamResponse;
+use crate::source::proto::binlogdata::VEvent;
+use crate::source::proto::vtgate::VStreamResponse;
 
 /// What a stream does once it has sent injected responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

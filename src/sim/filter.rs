@@ -8,7 +8,7 @@
 
 use tonic::Status;
 
-use crate::proto::binlogdata::Filter;
+use crate::source::proto::binlogdata::Filter;
 
 /// A validated table filter.
 #[derive(Debug, Clone)]
@@ -147,7 +147,7 @@ fn match_star(c: char, re: &[char], text: &[char]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::binlogdata::Rule;
+    use crate::source::proto::binlogdata::Rule;
 
     fn filter(rules: &[(&str, &str)]) -> Result<TableFilter, Status> {
         let rules = rules

@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::gtid::{format_position, shard_uuid};
 use super::rng::{mix64, SplitMix64};
 use super::schema::{ModelSpec, TableSpec};
-use crate::proto::binlogdata::{ShardGtid, VGtid};
-use crate::proto::query::Field;
+use crate::source::proto::binlogdata::{ShardGtid, VGtid};
+use crate::source::proto::query::Field;
 
 /// A row as MySQL text values in column order; `None` = NULL.
 pub type Row = Vec<Option<Vec<u8>>>;

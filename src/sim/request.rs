@@ -8,8 +8,8 @@ use super::events::lastpk_value;
 use super::filter::TableFilter;
 use super::gtid::{parse_position, PositionError};
 use super::model::{Model, Shard};
-use crate::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
-use crate::proto::vtgate::{VStreamFlags, VStreamRequest};
+use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
+use crate::source::proto::vtgate::{VStreamFlags, VStreamRequest};
 
 /// How one shard stream starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +93,8 @@ fn expand_vgtid(vgtid: Option<&VGtid>, model: &Model) -> Result<VGtid, Status> {
                 ..ShardGtid::default()
             }];
         } else if only.keyspace.starts_with('/') {
-            let re = TableFilter::new(Some(&crate::proto::binlogdata::Filter {
-                rules: vec![crate::proto::binlogdata::Rule {
+            let re = TableFilter::new(Some(&crate::source::proto::binlogdata::Filter {
+                rules: vec![crate::source::proto::binlogdata::Rule {
                     r#match: only.keyspace.clone(),
                     ..Default::default()
                 }],

@@ -1,7 +1,7 @@
 //! The simulated keyspace's schema: table and column specs, shard names, and the
 //! realistic `query::Field` metadata vttablet would send for each column.
 
-use crate::proto::query::{Field, Type};
+use crate::source::proto::query::{Field, Type};
 
 // MySQL column flag bits (query.MySqlFlag).
 const NOT_NULL: u32 = 1;

@@ -17,9 +17,9 @@ use super::request::resolve;
 use super::security::{Security, StaticAuthCheck};
 use super::shared::SharedModel;
 use super::stream::{Stream, StreamEnv, StreamOptions};
-use crate::proto::topodata::TabletType;
-use crate::proto::vtgate::{VStreamRequest, VStreamResponse};
-use crate::proto::vtgateservice::vitess_server::{Vitess, VitessServer};
+use crate::source::proto::topodata::TabletType;
+use crate::source::proto::vtgate::{VStreamRequest, VStreamResponse};
+use crate::source::proto::vtgateservice::vitess_server::{Vitess, VitessServer};
 
 /// The VStream service (usable with any tonic `Server`).
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use super::events::{copy_fully_completed, lastpk_result, now_ns, size, Source};
 use super::model::{parse_pk, BinlogTxn, Model, RowChange, Shard};
 use super::request::{ShardStart, StartMode};
 use super::stream::StreamState;
-use crate::proto::binlogdata::{TableLastPk, VEvent, VEventType};
+use crate::source::proto::binlogdata::{TableLastPk, VEvent, VEventType};
 
 /// Size limits of one copy batch.
 #[derive(Debug, Clone, Copy)]

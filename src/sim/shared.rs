@@ -7,8 +7,8 @@ use tokio::sync::watch;
 
 use super::model::{Model, ModelError, Row, TxnSpec};
 use super::schema::ModelSpec;
-use crate::proto::binlogdata::VGtid;
-use crate::proto::query::Field;
+use crate::source::proto::binlogdata::VGtid;
+use crate::source::proto::query::Field;
 
 /// The model shared by the server, workloads and tests: a mutex plus a change counter that
 /// wakes up streams whenever a transaction is applied.

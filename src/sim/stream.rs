@@ -16,8 +16,8 @@ use super::model::Model;
 use super::request::StreamSetup;
 use super::shard_stream::{BatchLimits, ShardStream};
 use super::shared::SharedModel;
-use crate::proto::binlogdata::{VEvent, VGtid};
-use crate::proto::vtgate::VStreamResponse;
+use crate::source::proto::binlogdata::{VEvent, VGtid};
+use crate::source::proto::vtgate::VStreamResponse;
 
 /// Server-side streaming knobs.
 #[derive(Debug, Clone, Copy)]

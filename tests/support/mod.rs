@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
-use vtmirror::batch::CommitPolicy;
-use vtmirror::proto::query::Field;
-use vtmirror::proto::topodata::TabletType;
-use vtmirror::schema::quote;
+use vtmirror::commands::sync::{Outcome, StartFrom, SyncOptions};
+use vtmirror::mirror::batch::CommitPolicy;
+use vtmirror::mirror::schema::quote;
+use vtmirror::mirror::store::Durability;
 use vtmirror::sim::{ModelSpec, SharedModel, SimVtgate, StreamOptions};
-use vtmirror::store::Durability;
-use vtmirror::sync::{Outcome, StartFrom, SyncOptions};
-use vtmirror::value::{to_sql_bytes, ColumnType};
-use vtmirror::vstream::{rules, StreamSpec};
+use vtmirror::source::proto::query::Field;
+use vtmirror::source::proto::topodata::TabletType;
+use vtmirror::source::value::{to_sql_bytes, ColumnType};
+use vtmirror::source::vstream::{rules, StreamSpec};
 
 pub const TABLES: [&str; 3] = ["accounts", "corder", "customer"];
 
@@ -70,10 +70,10 @@ pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
 
 /// Runs a sync until it reports caught up (bounded by a generous timeout).
 pub async fn sync_until_caught_up(opts: SyncOptions) -> anyhow::Result<Outcome> {
-    let progress = Arc::new(vtmirror::progress::Progress::default());
+    let progress = Arc::new(vtmirror::output::progress::Progress::default());
     tokio::time::timeout(
         Duration::from_secs(120),
-        vtmirror::sync::run(opts, progress, std::future::pending()),
+        vtmirror::commands::sync::run(opts, progress, std::future::pending()),
     )
     .await
     .map_err(|_| anyhow::anyhow!("sync did not catch up within 120 s"))?
@@ -167,16 +167,16 @@ pub fn assert_mirror_equals_source(db: &Path, model: &SharedModel) -> usize {
 }
 
 /// The stored checkpoint's VGtid.
-pub fn stored_checkpoint(db: &Path) -> vtmirror::proto::binlogdata::VGtid {
+pub fn stored_checkpoint(db: &Path) -> vtmirror::source::proto::binlogdata::VGtid {
     let conn = Connection::open(db).unwrap();
     let bytes: Vec<u8> = conn
         .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
         .unwrap();
-    vtmirror::checkpoint::decode(&bytes).unwrap()
+    vtmirror::mirror::checkpoint::decode(&bytes).unwrap()
 }
 
 /// Shard → gtid of a VGtid, for comparing positions.
-pub fn positions(v: &vtmirror::proto::binlogdata::VGtid) -> BTreeMap<String, String> {
+pub fn positions(v: &vtmirror::source::proto::binlogdata::VGtid) -> BTreeMap<String, String> {
     v.shard_gtids
         .iter()
         .map(|s| (s.shard.clone(), s.gtid.clone()))
@@ -200,11 +200,11 @@ pub mod vitess;
 /// `vtmirror tail` options against the simulated keyspace, with fast retries.
 pub fn tail_options(
     endpoint: &str,
-    position: vtmirror::proto::binlogdata::VGtid,
-    format: vtmirror::tail::Format,
+    position: vtmirror::source::proto::binlogdata::VGtid,
+    format: vtmirror::commands::tail::Format,
     count: Option<u64>,
-) -> vtmirror::tail::TailOptions {
-    vtmirror::tail::TailOptions {
+) -> vtmirror::commands::tail::TailOptions {
+    vtmirror::commands::tail::TailOptions {
         spec: options(endpoint, Path::new("unused.db")).spec,
         position,
         format,
@@ -216,15 +216,15 @@ pub fn tail_options(
 
 /// Runs a tail until its count or `limit` elapses; returns its result, stdout and stderr text.
 pub async fn run_tail(
-    opts: vtmirror::tail::TailOptions,
+    opts: vtmirror::commands::tail::TailOptions,
     limit: Duration,
 ) -> (anyhow::Result<()>, String, String) {
     let (mut out, mut notices) = (Vec::new(), Vec::new());
-    let sinks = vtmirror::tail::Sinks {
+    let sinks = vtmirror::commands::tail::Sinks {
         out: &mut out,
         notices: &mut notices,
     };
-    let result = vtmirror::tail::run(&opts, sinks, tokio::time::sleep(limit)).await;
+    let result = vtmirror::commands::tail::run(&opts, sinks, tokio::time::sleep(limit)).await;
     let text = |b: Vec<u8>| String::from_utf8(b).expect("tail prints UTF-8");
     (result, text(out), text(notices))
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use vtmirror::commands::sync::{Outcome, SyncOptions};
 use vtmirror::sim::SharedModel;
-use vtmirror::sync::{Outcome, SyncOptions};
 
-/// `vtmirror::sync::run` on a task, stopped by `stop()`.
+/// `vtmirror::commands::sync::run` on a task, stopped by `stop()`.
 pub struct LibrarySync {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<Outcome>>,
@@ -20,8 +20,8 @@ pub struct LibrarySync {
 impl LibrarySync {
     pub fn spawn(opts: SyncOptions) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let progress = Arc::new(vtmirror::progress::Progress::default());
-        let task = tokio::spawn(vtmirror::sync::run(opts, progress, async move {
+        let progress = Arc::new(vtmirror::output::progress::Progress::default());
+        let task = tokio::spawn(vtmirror::commands::sync::run(opts, progress, async move {
             let _ = stopped.await;
         }));
         LibrarySync {
@@ -134,7 +134,7 @@ pub fn caught_up(db: &Path, model: &SharedModel) -> bool {
     }) else {
         return false;
     };
-    let Ok(stored) = vtmirror::checkpoint::decode(&bytes) else {
+    let Ok(stored) = vtmirror::mirror::checkpoint::decode(&bytes) else {
         return false;
     };
     super::positions(&stored) == super::positions(&model.positions())

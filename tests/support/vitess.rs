@@ -8,13 +8,18 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use rusqlite::types::Value;
-use vtmirror::schema::quote;
+use vtmirror::mirror::schema::quote;
 
-/// Ports of a running cluster, from the env file the cluster script writes.
+/// Ports of a running cluster, from the env file the cluster script writes. Holding one is
+/// this test's turn on the clusters: the real-Vitess tests share keyspaces and two cores, so
+/// they run one at a time (as they did when each file was its own test binary).
 pub struct Cluster {
     pub grpc: String,
     pub mysql: String,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn env_file() -> BTreeMap<String, String> {
     let path =
@@ -38,7 +43,12 @@ pub fn cluster(prefix: &str) -> Option<Cluster> {
     let grpc = env.get(&format!("{prefix}VTGATE_GRPC")).cloned();
     let mysql = env.get(&format!("{prefix}VTGATE_MYSQL")).cloned();
     match (grpc, mysql) {
-        (Some(grpc), Some(mysql)) => Some(Cluster { grpc, mysql }),
+        (Some(grpc), Some(mysql)) => Some(Cluster {
+            grpc,
+            mysql,
+            // A test that failed while holding its turn poisons the lock; the next one runs.
+            _turn: TURN.lock().unwrap_or_else(|e| e.into_inner()),
+        }),
         _ => panic!(
             "VTMIRROR_E2E=1 but no {prefix}vtgate is running: run scripts/vitess-local.sh first"
         ),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::proto::binlogdata::TableLastPk;
+use crate::source::proto::binlogdata::TableLastPk;
 
 #[tokio::test]
 async fn full_copy_of_two_shards_delivers_every_row_in_vitess_order() {

@@ -12,9 +12,9 @@ use tonic::transport::Channel;
 use tonic::Streaming;
 
 use super::*;
-use crate::proto::binlogdata::{Filter, Rule, ShardGtid, VEvent, VEventType, VGtid};
-use crate::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
-use crate::proto::vtgateservice::vitess_client::VitessClient;
+use crate::source::proto::binlogdata::{Filter, Rule, ShardGtid, VEvent, VEventType, VGtid};
+use crate::source::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
+use crate::source::proto::vtgateservice::vitess_client::VitessClient;
 
 pub(super) struct Harness {
     pub model: Arc<SharedModel>,

@@ -1,0 +1,95 @@
+//! Command-line interface: flags (each also readable from a `VTMIRROR_*` variable) and their
+//! validation into options.
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod connection;
+mod sync;
+mod tail;
+
+pub use connection::ConnectionArgs;
+pub use sync::SyncArgs;
+pub use tail::TailArgs;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vtmirror",
+    version,
+    about = "Keep a local SQLite copy of a Vitess keyspace, exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format (logs go to stderr; filter them with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VTMIRROR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// No progress display (sync, demo); logs still go to stderr.
+    #[arg(long, short, global = true, env = "VTMIRROR_QUIET")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Mirror a keyspace into a SQLite file: VStream Copy on a fresh mirror, then replication,
+    /// resuming from the stored checkpoint after any stop.
+    #[command(
+        after_help = "Examples:\n  vtmirror sync --vtgate 127.0.0.1:15991 --keyspace commerce --db commerce.db\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace things --db t.db --tables things,things_name_lookup --exit-when-caught-up\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --tls-ca ca.pem --auth-user mirror --auth-password-file /etc/vtmirror/password"
+    )]
+    Sync(SyncArgs),
+    /// Print a keyspace's changes as they happen (writes no file), like the Vitess example
+    /// VStream client: each transaction's time, its row changes, and the VGTID after it.
+    #[command(after_help = TAIL_EXAMPLES)]
+    Tail(TailArgs),
+    /// Show a mirror's state, checkpoint, copy progress and lag (safe while sync runs).
+    #[command(after_help = "Examples:\n  vtmirror status --db commerce.db\n  \
+        vtmirror status --db commerce.db --json | jq .lag_seconds")]
+    Status(crate::commands::status::StatusArgs),
+    /// Run one read-only SQL statement on a mirror (never blocks the sync writer).
+    #[command(
+        after_help = "Examples:\n  vtmirror query --db commerce.db 'SELECT count(*) FROM customer'\n  \
+        vtmirror query --db commerce.db --format csv 'SELECT * FROM corder WHERE customer_id = 7' > orders.csv\n  \
+        vtmirror query --db commerce.db --format json 'SELECT * FROM customer LIMIT 10' | jq .email"
+    )]
+    Query(crate::commands::query::QueryArgs),
+    /// Write a consistent copy of a mirror (safe while sync runs); a sync of the copy resumes
+    /// from the checkpoint it holds.
+    #[command(
+        after_help = "Examples:\n  vtmirror snapshot --db commerce.db /backups/commerce-$(date +%F).db\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace commerce --db /backups/commerce-2026-01-02.db"
+    )]
+    Snapshot(crate::commands::snapshot::SnapshotArgs),
+    /// Run the simulated 2-shard keyspace with live writes and sync it into a local file.
+    #[command(
+        after_help = "Examples:\n  vtmirror demo\n  vtmirror demo --seconds 30 --db /tmp/demo.db"
+    )]
+    Demo(crate::commands::demo::DemoArgs),
+}
+
+const TAIL_EXAMPLES: &str = r#"Examples:
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --tablet-type replica --pos '[ {"shard":"", "gtid":"current"} ]'
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --pos '[ {"shard":"0", "gtid":"MySQL56/d714417e-b8ee-11ea-ad61-001e677affd5:1-36"} ]'
+  vtmirror tail --vtgate localhost:15991 --keyspace customer --pos copy --tables customer --format json | jq .after
+
+Output (text):
+  Event log timestamp: 1593314922 --> 2020-06-28 03:28:42 +0000 UTC
+  +-----------------+--------+----------+------+
+  |      table      |   op   | order_id |  sku |
+  +-----------------+--------+----------+------+
+  | customer.corder | INSERT |       23 | NULL |
+  +-----------------+--------+----------+------+
+  VGTID after event:  shard_gtids:<keyspace:"customer" shard:"0" gtid:"MySQL56/d714…:1-36" >
+
+Binary columns (VARBINARY, BLOB, BINARY, BIT …) print as text when their bytes are printable
+UTF-8, as the seed's client prints them, and as 0x… hex otherwise; --format json always gives
+them as 0x… hex (unambiguous). An update prints its before and after images. --format json
+prints one object per row change, transaction end (with the VGTID) and copy completion. Connection
+notices and "remote error: …, retrying in Ns" lines go to stderr."#;

@@ -1,0 +1,107 @@
+//! `vtmirror sync` flags, validated into `SyncOptions`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::ConnectionArgs;
+use crate::commands::sync::{StartFrom, SyncOptions};
+use crate::mirror::batch::CommitPolicy;
+use crate::mirror::checkpoint;
+use crate::mirror::store::Durability;
+use crate::source::vstream::{StreamFlags, StreamSpec};
+
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// vtgate gRPC address, HOST:PORT.
+    #[arg(long, env = "VTMIRROR_VTGATE")]
+    pub vtgate: String,
+    /// Keyspace to mirror.
+    #[arg(long, env = "VTMIRROR_KEYSPACE")]
+    pub keyspace: String,
+    /// Mirror file (created if missing; the path is taken literally).
+    #[arg(long, env = "VTMIRROR_DB")]
+    pub db: PathBuf,
+    /// Tables to mirror, comma-separated (default: every table of the keyspace).
+    #[arg(long, value_delimiter = ',', env = "VTMIRROR_TABLES")]
+    pub tables: Vec<String>,
+    /// A Vitess filter rule MATCH[=FILTER], e.g. '/.*' or 't=select id, name from t'; repeatable.
+    #[arg(long = "rule", env = "VTMIRROR_RULE", value_delimiter = ';')]
+    pub rules: Vec<String>,
+    /// Tablet type to stream from: primary, replica or rdonly.
+    #[arg(long, default_value = "replica", env = "VTMIRROR_TABLET_TYPE")]
+    pub tablet_type: String,
+    /// Where a fresh mirror starts: copy, current, or a position as JSON
+    /// ('[{"shard":"-80","gtid":"MySQL56/..."}]'). Ignored once the mirror has a checkpoint.
+    #[arg(long, default_value = "copy", env = "VTMIRROR_START")]
+    pub start: String,
+    /// Finish the copy, catch up, then exit 0.
+    #[arg(long, env = "VTMIRROR_EXIT_WHEN_CAUGHT_UP")]
+    pub exit_when_caught_up: bool,
+    /// Seconds without data after which the stream counts as caught up (with --exit-when-caught-up).
+    #[arg(long, default_value_t = 2.0, env = "VTMIRROR_CAUGHT_UP_IDLE")]
+    pub caught_up_idle: f64,
+    /// Ask vtgate for a heartbeat after this many idle seconds (0 = off); a silent stream is
+    /// reconnected after 3 × this + 5 s.
+    #[arg(long, default_value_t = 10, env = "VTMIRROR_HEARTBEAT")]
+    pub heartbeat: u32,
+    /// Principal sent as the VStream's effective caller id.
+    #[arg(long, env = "VTMIRROR_CALLER_ID")]
+    pub caller_id: Option<String>,
+    /// Commit durability: normal (crash-safe) or full (also power-loss-safe).
+    #[arg(long, value_enum, default_value_t = Durability::Normal, env = "VTMIRROR_DURABILITY")]
+    pub durability: Durability,
+    /// Row changes per SQLite commit at most (transactions are never split).
+    #[arg(long, default_value_t = 20_000, env = "VTMIRROR_MAX_BATCH_ROWS")]
+    pub max_batch_rows: usize,
+    /// Milliseconds an uncommitted batch may wait at most.
+    #[arg(long, default_value_t = 250, env = "VTMIRROR_MAX_BATCH_DELAY_MS")]
+    pub max_batch_delay_ms: u64,
+    /// Longest wait between reconnect attempts, in seconds.
+    #[arg(long, default_value_t = 30.0, env = "VTMIRROR_MAX_BACKOFF")]
+    pub max_backoff: f64,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+impl SyncArgs {
+    pub fn options(&self) -> Result<SyncOptions> {
+        if self.keyspace.is_empty() {
+            anyhow::bail!("--keyspace must name a keyspace");
+        }
+        let start = match self.start.as_str() {
+            "copy" => StartFrom::Copy,
+            "current" => StartFrom::Current,
+            json => StartFrom::Position(checkpoint::from_json(json, &self.keyspace)?),
+        };
+        let positive = |secs: f64| secs.is_finite() && secs > 0.0;
+        if !positive(self.caught_up_idle) || !positive(self.max_backoff) {
+            anyhow::bail!("--caught-up-idle and --max-backoff must be positive numbers of seconds");
+        }
+        Ok(SyncOptions {
+            spec: StreamSpec::from_flags(StreamFlags {
+                vtgate: self.connection.vtgate(&self.vtgate)?,
+                keyspace: &self.keyspace,
+                tables: &self.tables,
+                rules: &self.rules,
+                tablet_type: &self.tablet_type,
+                heartbeat_secs: self.heartbeat,
+                caller_id: self.caller_id.as_deref(),
+            })?,
+            db: self.db.clone(),
+            start,
+            exit_when_caught_up: self.exit_when_caught_up,
+            caught_up_idle: Duration::from_secs_f64(self.caught_up_idle),
+            durability: self.durability,
+            policy: CommitPolicy {
+                max_rows: self.max_batch_rows.max(1),
+                max_delay: Duration::from_millis(self.max_batch_delay_ms),
+            },
+            backoff_base: Duration::from_millis(200),
+            backoff_cap: Duration::from_secs_f64(self.max_backoff),
+            queue_depth: 16,
+        })
+    }
+}

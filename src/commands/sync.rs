@@ -1,0 +1,354 @@
+//! `vtmirror sync`: load the checkpoint → stream → decode → writer thread, reconnecting on
+//! transient errors with backoff and stopping on definite ones.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::{classify, render, Backoff, Class, Transient};
+use crate::mirror::apply::{QueuedSteps, Writer, WriterMsg};
+use crate::mirror::batch::CommitPolicy;
+use crate::mirror::checkpoint;
+use crate::mirror::metadata;
+use crate::mirror::resume::{start_position, Start};
+use crate::mirror::store::{Durability, Identity, Mirror};
+use crate::output::progress::Progress;
+use crate::source::decode::{Decoder, Step};
+use crate::source::proto::binlogdata::{VEventType, VGtid};
+use crate::source::proto::vstream_events;
+use crate::source::proto::vtgate::VStreamRequest;
+use crate::source::transport::{Vtgate, VtgateGrpc};
+use crate::source::vstream::{open_event_stream, StreamSpec};
+use tonic::Streaming;
+
+/// Where a fresh mirror starts.
+#[derive(Debug, Clone)]
+pub enum StartFrom {
+    Copy,
+    Current,
+    Position(VGtid),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub spec: StreamSpec,
+    pub db: PathBuf,
+    pub start: StartFrom,
+    pub exit_when_caught_up: bool,
+    /// With `exit_when_caught_up`: this long without data events means caught up.
+    pub caught_up_idle: Duration,
+    pub durability: Durability,
+    pub policy: CommitPolicy,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Full-size VStream responses buffered between the stream and the writer
+    /// (back-pressure): the queue holds at most `queue_depth` × 2000 row changes, so small
+    /// responses (one replication transaction each) queue deep enough for group commit
+    /// while a copy's large ones keep memory bounded.
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    CaughtUp,
+    Shutdown,
+}
+
+impl SyncOptions {
+    fn fresh_position(&self) -> VGtid {
+        match &self.start {
+            StartFrom::Copy => checkpoint::fresh(&self.spec.keyspace, ""),
+            StartFrom::Current => checkpoint::fresh(&self.spec.keyspace, checkpoint::CURRENT),
+            StartFrom::Position(v) => v.clone(),
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        let rules: Vec<_> = self
+            .spec
+            .rules
+            .iter()
+            .map(|r| serde_json::json!({"match": r.r#match, "filter": r.filter}))
+            .collect();
+        Identity {
+            keyspace: self.spec.keyspace.clone(),
+            filter: serde_json::Value::Array(rules).to_string(),
+        }
+    }
+}
+
+/// Runs until caught up (if asked), shutdown, or a definite error.
+pub async fn run(
+    opts: SyncOptions,
+    progress: Arc<Progress>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Outcome> {
+    // A new file that fails before its first commit is removed again: a typo in --keyspace or
+    // a filter must not leave a file that then refuses the corrected flags as another mirror.
+    let created = !opts.db.exists();
+    let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
+    record_status(&mirror.conn, "state", "starting");
+    let mut mirror = Some(mirror);
+    let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
+    tokio::pin!(shutdown);
+    loop {
+        let current = mirror
+            .take()
+            .context("mirror handle lost between attempts")?;
+        let commits_before = progress.snapshot().commits;
+        let (back, result) = attempt(&opts, current, &progress, &mut shutdown).await?;
+        let conn = &mirror.insert(back).conn;
+        let err = match result {
+            Ok(outcome) => {
+                record_status(conn, "state", "stopped");
+                return Ok(outcome);
+            }
+            Err(err) => err,
+        };
+        // Remote errors can quote row data: only the redacted rendering is logged or stored
+        // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
+        let shown = render(&err);
+        if classify(&err) == Class::Definite {
+            if created && progress.snapshot().commits == 0 {
+                if let Some(unused) = mirror.take() {
+                    unused.discard(&opts.db)?;
+                }
+                return Err(err.context(format!(
+                    "nothing was written ({} was not created)",
+                    opts.db.display()
+                )));
+            }
+            record_status(conn, "state", "failed");
+            record_status(conn, "last_error", &shown);
+            return Err(err);
+        }
+        if progress.snapshot().commits != commits_before {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %shown, retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
+        record_status(conn, "last_error", &shown);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut shutdown => return Ok(Outcome::Shutdown),
+        }
+    }
+}
+
+/// Writes a status value for `status`, best effort: a full disk or a lock held by another
+/// process must neither hide the error being recorded nor stop the retries.
+fn record_status(conn: &rusqlite::Connection, key: &str, value: &str) {
+    if let Err(e) = metadata::set_status(conn, key, value) {
+        tracing::warn!(error = %format!("{e:#}"), key, "could not record the sync status");
+    }
+}
+
+type WriterThread = std::thread::JoinHandle<(Mirror, Result<()>)>;
+
+/// Row changes one queue slot stands for: a full copy batch.
+const ROWS_PER_QUEUE_SLOT: usize = 2000;
+/// Messages one queue slot stands for when they are small.
+const MESSAGES_PER_QUEUE_SLOT: usize = 64;
+
+/// The sending side of the writer queue, bounded by messages and by queued row changes.
+struct Queue {
+    tx: mpsc::Sender<WriterMsg>,
+    rows: Arc<Semaphore>,
+    row_budget: usize,
+}
+
+impl Queue {
+    fn new(depth: usize) -> (Queue, mpsc::Receiver<WriterMsg>) {
+        let depth = depth.max(1);
+        let (tx, rx) = mpsc::channel(depth * MESSAGES_PER_QUEUE_SLOT);
+        let row_budget = depth * ROWS_PER_QUEUE_SLOT;
+        let rows = Arc::new(Semaphore::new(row_budget));
+        let queue = Queue {
+            tx,
+            rows,
+            row_budget,
+        };
+        (queue, rx)
+    }
+
+    /// Waits for room for `steps`, then queues them; Err when the writer stopped.
+    async fn send_steps(&self, steps: Vec<Step>) -> Result<()> {
+        let rows: usize = steps
+            .iter()
+            .map(|s| match s {
+                Step::Rows { changes, .. } => changes.len(),
+                _ => 0,
+            })
+            .sum();
+        let wanted = rows.clamp(1, self.row_budget) as u32;
+        let slot = Arc::clone(&self.rows)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| anyhow!("the mirror writer stopped"))?;
+        let msg = WriterMsg::Steps(QueuedSteps { steps, slot });
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| anyhow!("the mirror writer stopped"))
+    }
+}
+
+fn spawn_writer(
+    opts: &SyncOptions,
+    mirror: Mirror,
+    progress: &Arc<Progress>,
+) -> (Queue, oneshot::Receiver<Start>, WriterThread) {
+    let (queue, rx) = Queue::new(opts.queue_depth);
+    let (start_tx, start_rx) = oneshot::channel();
+    let fresh = opts.fresh_position();
+    let policy = opts.policy;
+    let progress = Arc::clone(progress);
+    let handle = std::thread::spawn(move || {
+        let start = match start_position(&mirror.conn, &fresh) {
+            Ok(start) => start,
+            Err(e) => return (mirror, Err(e)),
+        };
+        let _ = start_tx.send(start);
+        Writer::new(mirror, policy, progress).run(rx)
+    });
+    (queue, start_rx, handle)
+}
+
+/// One connection's life. Always returns the mirror (the lock stays held across attempts).
+async fn attempt(
+    opts: &SyncOptions,
+    mirror: Mirror,
+    progress: &Arc<Progress>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<(Mirror, Result<Outcome>)> {
+    let (queue, start_rx, handle) = spawn_writer(opts, mirror, progress);
+    let result = match start_rx.await {
+        Ok(start) => stream(opts, start, &queue, shutdown).await,
+        Err(_) => Err(anyhow!("the writer stopped before streaming began")),
+    };
+    // After a clean end or a transient fault the writer commits the source transactions it
+    // holds whole (a broken one never reaches it complete) and rolls back the rest. After a
+    // definite error it rolls back everything since its last commit: the mirror stays as it
+    // was. If the writer itself failed, it is gone and nothing is committed.
+    let keep_whole = match &result {
+        Ok(_) => true,
+        Err(e) => classify(e) == Class::Transient,
+    };
+    if keep_whole {
+        let (reply, done) = oneshot::channel();
+        if queue.tx.send(WriterMsg::Finish(reply)).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+    drop(queue);
+    let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+    let Ok(Ok((mirror, written))) = joined else {
+        anyhow::bail!("the mirror writer thread crashed; the mirror keeps its last commit");
+    };
+    // The writer's own failure is the root cause of any stream-side "writer stopped".
+    let result = match written {
+        Err(e) => Err(e),
+        Ok(()) => result,
+    };
+    Ok((mirror, result))
+}
+
+/// Connects and starts the VStream; the client is kept alive with its stream.
+async fn open(
+    vtgate: &Vtgate,
+    request: VStreamRequest,
+) -> Result<(VtgateGrpc, Streaming<vstream_events::Response>)> {
+    let mut client = crate::source::transport::connect_grpc(vtgate).await?;
+    let responses = open_event_stream(&mut client, request).await?;
+    Ok((client, responses))
+}
+
+fn copy_requested(position: &VGtid) -> bool {
+    position
+        .shard_gtids
+        .iter()
+        .any(|s| s.gtid.is_empty() || !s.table_p_ks.is_empty())
+}
+
+async fn stream(
+    opts: &SyncOptions,
+    start: Start,
+    queue: &Queue,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Result<Outcome> {
+    let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
+    tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
+    let stall = opts
+        .spec
+        .stall_timeout()
+        .unwrap_or(Duration::from_secs(3600));
+    let mut decoder = Decoder::new(&opts.spec.keyspace).starting_at(&start.vgtid);
+    let request = opts.spec.request(start.vgtid);
+    // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
+    // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.
+    let opened = tokio::select! {
+        r = tokio::time::timeout(stall, open(&opts.spec.vtgate, request)) => r,
+        _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+    };
+    let (_client, mut responses) = opened.map_err(|_| {
+        Transient(format!(
+            "vtgate did not answer the VStream request within {}s",
+            stall.as_secs()
+        ))
+    })??;
+    let (mut last_message, mut last_data) = (Instant::now(), Instant::now());
+    loop {
+        let caught_up_mode = opts.exit_when_caught_up && copy_done && !decoder.in_transaction();
+        let wait = if caught_up_mode {
+            opts.caught_up_idle.min(stall)
+        } else {
+            stall
+        };
+        let next = tokio::select! {
+            r = tokio::time::timeout(wait, responses.message()) => r,
+            _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+        };
+        let response = match next {
+            Err(_) if caught_up_mode && last_data.elapsed() >= opts.caught_up_idle => {
+                return Ok(Outcome::CaughtUp)
+            }
+            Err(_) if last_message.elapsed() >= stall => {
+                return Err(
+                    Transient(format!("no message from vtgate for {}s", stall.as_secs())).into(),
+                )
+            }
+            Err(_) => continue,
+            Ok(Err(status)) => {
+                return Err(anyhow::Error::new(status).context("reading the VStream"))
+            }
+            Ok(Ok(None)) if decoder.in_transaction() => {
+                return Err(Transient("vtgate ended the stream inside a transaction".into()).into())
+            }
+            Ok(Ok(None)) => return Err(Transient("vtgate ended the stream".into()).into()),
+            Ok(Ok(Some(response))) => response,
+        };
+        last_message = Instant::now();
+        let mut steps = Vec::with_capacity(response.events.len());
+        let data = (response.events.iter()).any(|e| e.r#type != VEventType::Heartbeat as i32);
+        decoder.decode_all(response.events, &mut steps)?;
+        copy_done |= steps.iter().any(|s| matches!(s, Step::CopyCompleted));
+        if data {
+            last_data = Instant::now();
+        }
+        if !steps.is_empty() {
+            queue.send_steps(steps).await?;
+        }
+        if opts.exit_when_caught_up
+            && copy_done
+            && !data
+            && !decoder.in_transaction()
+            && last_data.elapsed() >= opts.caught_up_idle
+        {
+            return Ok(Outcome::CaughtUp);
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! The writer thread: the only code that touches the mirror while a sync runs.
+//!
+//! It keeps one SQLite transaction open across steps and commits only at a source
+//! transaction end, together with that transaction's checkpoint (invariants 1 and 4).
+//! If the stream breaks mid-transaction, everything uncommitted is rolled back and the next
+//! stream resumes from the stored checkpoint; replays converge because every change is an
+//! upsert or delete by primary key (invariant 2).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+use crate::mirror::batch::CommitPolicy;
+use crate::mirror::checkpoint::is_positioned;
+use crate::mirror::metadata;
+use crate::mirror::store::Mirror;
+use crate::output::progress::Progress;
+use crate::source::decode::Step;
+use crate::source::proto::binlogdata::VGtid;
+
+mod crash_point;
+mod rows;
+use crash_point::{CrashAt, Point};
+use rows::MirrorTable;
+
+/// What the mirror is doing, by the kind of the last applied source transaction; stored in
+/// `_vtmirror_status` as `phase` (crash tests classify kills by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Copy batches: rows read from the source tables.
+    Copy,
+    /// Binlog written during the copy, replayed between copy batches.
+    CatchUp,
+    /// After the copy completed.
+    Replication,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Copy => "copy",
+            Phase::CatchUp => "catch-up",
+            Phase::Replication => "replication",
+        }
+    }
+}
+
+/// The steps decoded from one VStream response, holding their room in the writer queue
+/// until they are applied and freed.
+pub struct QueuedSteps {
+    pub steps: Vec<Step>,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// Messages to the writer thread, in stream order.
+pub enum WriterMsg {
+    Steps(QueuedSteps),
+    /// Commit what is complete, roll back any partial transaction, stop, then reply.
+    Finish(oneshot::Sender<()>),
+}
+
+/// What the open SQLite transaction holds beyond row changes.
+#[derive(Default)]
+struct Uncommitted {
+    checkpoint: Option<VGtid>,
+    transactions: i64,
+    rows: usize,
+    event_time: i64,
+    since: Option<Instant>,
+    copied: HashMap<(String, String), i64>,
+    shards_copied: Vec<String>,
+    copy_completed: bool,
+    /// The phase of the last source transaction that carried rows.
+    phase: Option<Phase>,
+}
+
+pub struct Writer {
+    mirror: Mirror,
+    policy: CommitPolicy,
+    progress: Arc<Progress>,
+    tables: HashMap<String, MirrorTable>,
+    copy_completed: bool,
+    shards_copied: HashSet<String>,
+    in_sqlite_tx: bool,
+    at_boundary: bool,
+    pending: Uncommitted,
+    last_heartbeat_write: Option<Instant>,
+    /// The `state` last written to `_vtmirror_status` (copying / replicating).
+    state_written: Option<&'static str>,
+    /// Applied steps go to another thread to be freed (freeing millions of decoded values
+    /// would otherwise take a tenth of this thread's time), a group at a time.
+    retiring: Vec<QueuedSteps>,
+    retired: std::sync::mpsc::Sender<Vec<QueuedSteps>>,
+    /// Whether the open source transaction carried copy rows (Some) or replicated ones.
+    txn_copied: Option<bool>,
+    /// The `phase` last written to `_vtmirror_status`.
+    phase_written: Option<Phase>,
+    /// The armed `VTMIRROR_CRASH_AT` point (crash tests only).
+    crash: Option<&'static CrashAt>,
+}
+
+/// The crash-point report of a commit: its phase and checkpoint.
+fn describe_commit(phase: Phase, pending: &Uncommitted) -> String {
+    let phase = phase.name();
+    let checkpoint = pending.checkpoint.as_ref().map_or_else(String::new, |cp| {
+        crate::mirror::checkpoint::to_json(cp).to_string()
+    });
+    format!("phase {phase} checkpoint {checkpoint}")
+}
+
+/// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
+const RETIRE_MESSAGES: usize = 64;
+/// … unless they hold this many rows of queue room (a full copy batch): the stream must not
+/// wait for room that only applied steps take.
+const RETIRE_ROWS: usize = 2000;
+
+/// A thread that drops applied steps (and so releases their queue room).
+fn spawn_retirement() -> std::sync::mpsc::Sender<Vec<QueuedSteps>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<QueuedSteps>>();
+    std::thread::spawn(move || rx.into_iter().for_each(drop));
+    tx
+}
+
+impl Writer {
+    pub fn new(mirror: Mirror, policy: CommitPolicy, progress: Arc<Progress>) -> Self {
+        Writer {
+            mirror,
+            policy,
+            progress,
+            tables: HashMap::new(),
+            copy_completed: false,
+            shards_copied: HashSet::new(),
+            in_sqlite_tx: false,
+            at_boundary: true,
+            pending: Uncommitted::default(),
+            last_heartbeat_write: None,
+            state_written: None,
+            retiring: Vec::with_capacity(RETIRE_MESSAGES),
+            retired: spawn_retirement(),
+            txn_copied: None,
+            phase_written: None,
+            crash: None,
+        }
+    }
+
+    /// Loads what earlier runs stored: shard schemas and whether the copy finished.
+    fn load(&mut self) -> Result<()> {
+        let stored = metadata::load_checkpoint(&self.mirror.conn)?;
+        for (table, shards) in metadata::load_fields(&self.mirror.conn)? {
+            self.tables.entry(table).or_default().shards = shards;
+        }
+        self.copy_completed = stored.copy_completed;
+        self.progress.set_copy_completed(stored.copy_completed);
+        Ok(())
+    }
+
+    /// Runs until `Finish` or until the sender side is dropped (a broken stream: roll back).
+    /// Always gives the mirror back so the next attempt keeps the single-writer lock.
+    pub fn run(mut self, mut rx: mpsc::Receiver<WriterMsg>) -> (Mirror, Result<()>) {
+        let result = crash_point::from_env()
+            .map(|armed| self.crash = armed)
+            .and_then(|()| self.load())
+            .and_then(|()| self.run_loop(&mut rx));
+        if result.is_err() || self.in_sqlite_tx {
+            self.rollback();
+        }
+        (self.mirror, result)
+    }
+
+    fn run_loop(&mut self, rx: &mut mpsc::Receiver<WriterMsg>) -> Result<()> {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriterMsg::Steps(mut queued) => {
+                    for step in &mut queued.steps {
+                        self.apply(step, rx.is_empty())?;
+                    }
+                    self.retire(queued, rx.is_empty());
+                }
+                WriterMsg::Finish(reply) => {
+                    let resumable = self.pending.checkpoint.as_ref().is_none_or(is_positioned);
+                    if self.at_boundary && resumable {
+                        self.commit()?;
+                    }
+                    self.rollback();
+                    let _ = reply.send(());
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues applied steps for freeing; hands them over in groups, or at once when the
+    /// writer is about to wait (their queue room must not stay taken while it idles).
+    fn retire(&mut self, applied: QueuedSteps, queue_empty: bool) {
+        self.retiring.push(applied);
+        let rows: usize = self.retiring.iter().map(|q| q.slot.num_permits()).sum();
+        if queue_empty || rows >= RETIRE_ROWS || self.retiring.len() >= RETIRE_MESSAGES {
+            let group = std::mem::replace(&mut self.retiring, Vec::with_capacity(RETIRE_MESSAGES));
+            // The retirement thread lives as long as `self`; were it gone, the group is
+            // simply dropped here.
+            let _ = self.retired.send(group);
+        }
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_sqlite_tx {
+            self.mirror
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .context("starting a mirror transaction")?;
+            self.in_sqlite_tx = true;
+            self.pending.since = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) {
+        // A failed COMMIT (disk full) may already have rolled back: SQLite is in autocommit.
+        if self.in_sqlite_tx && !self.mirror.conn.is_autocommit() {
+            if let Err(e) = self.mirror.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %e, "rolling back the open mirror transaction failed");
+            }
+        }
+        self.in_sqlite_tx = false;
+        self.pending = Uncommitted::default();
+        self.at_boundary = true;
+        self.state_written = None;
+        self.phase_written = None;
+        self.txn_copied = None;
+    }
+
+    /// Applies one step; what it hands over (checkpoint, shard name) is taken out of it.
+    fn apply(&mut self, step: &mut Step, queue_empty: bool) -> Result<()> {
+        match step {
+            Step::Schema(schema) => {
+                self.at_boundary = false;
+                self.apply_schema(schema)?;
+            }
+            Step::Rows {
+                schema,
+                changes,
+                copied,
+            } => {
+                self.at_boundary = false;
+                self.apply_rows(schema, changes)?;
+                self.txn_copied = Some(*copied || self.txn_copied == Some(true));
+                if let Some(crash) = self.crash {
+                    crash.reached(Point::MidBatch, || self.describe());
+                }
+                if *copied {
+                    *self
+                        .pending
+                        .copied
+                        .entry((schema.shard.clone(), schema.schema.table.clone()))
+                        .or_default() += changes.len() as i64;
+                }
+            }
+            Step::TxEnd {
+                checkpoint,
+                event_time,
+                ..
+            } => {
+                self.at_boundary = true;
+                self.begin()?;
+                if let Some(cp) = checkpoint.take() {
+                    self.pending.checkpoint = Some(cp);
+                }
+                self.pending.transactions += 1;
+                self.end_phase();
+                self.pending.event_time = self.pending.event_time.max(*event_time);
+                self.maybe_commit(queue_empty)?;
+            }
+            Step::ShardCopyCompleted { shard } => {
+                self.begin()?;
+                self.shards_copied.insert(shard.clone());
+                self.pending.shards_copied.push(std::mem::take(shard));
+            }
+            Step::CopyCompleted => {
+                self.begin()?;
+                self.pending.copy_completed = true;
+                self.pending.phase = Some(Phase::Replication);
+                self.commit()?;
+            }
+            Step::Heartbeat { event_time } => self.record_heartbeat(*event_time)?,
+            Step::Ddl { shard, ddl } => {
+                self.at_boundary = false;
+                self.begin()?;
+                crate::mirror::ddl::apply_source_ddl(&self.mirror.conn, shard, ddl)?;
+                // Table names or columns may have moved: reload the schema cache.
+                self.tables.clear();
+                self.load()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists the newest heartbeat for `status` (lag when the source is idle); written only
+    /// between transactions and at most once a second.
+    fn record_heartbeat(&mut self, event_time: i64) -> Result<()> {
+        self.progress.heartbeat(event_time);
+        // A copy that pauses (vttablet between tables) still commits its rows within a
+        // heartbeat of `max_delay`.
+        if self.in_sqlite_tx && self.at_boundary {
+            self.maybe_commit(false)?;
+        }
+        let due = self
+            .last_heartbeat_write
+            .is_none_or(|t| t.elapsed().as_secs() >= 1);
+        if !self.in_sqlite_tx && due {
+            metadata::set_status(&self.mirror.conn, "heartbeat_time", &event_time.to_string())?;
+            self.last_heartbeat_write = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn maybe_commit(&mut self, queue_empty: bool) -> Result<()> {
+        // A position still "current" for some shard is not resumable: hold the commit until
+        // every shard reported (each does so at once with VGTID + OTHER).
+        if let Some(cp) = &self.pending.checkpoint {
+            if !is_positioned(cp) {
+                return Ok(());
+            }
+        }
+        let copying = self.pending.phase == Some(Phase::Copy);
+        if self
+            .policy
+            .should_commit(self.pending.rows, self.pending.since, queue_empty, copying)
+        {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if !self.in_sqlite_tx {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let conn = &self.mirror.conn;
+        if let Some(cp) = &pending.checkpoint {
+            metadata::save_checkpoint(conn, cp, pending.transactions, pending.event_time)?;
+        }
+        for ((shard, table), rows) in &pending.copied {
+            metadata::add_copy_progress(conn, shard, table, *rows)?;
+        }
+        for shard in &pending.shards_copied {
+            metadata::mark_shard_copied(conn, shard)?;
+        }
+        if pending.copy_completed {
+            metadata::mark_copy_completed(conn)?;
+            self.copy_completed = true;
+        }
+        let state = if self.copy_completed {
+            "replicating"
+        } else {
+            "copying"
+        };
+        if self.state_written != Some(state) {
+            metadata::set_status(conn, "state", state)?;
+            self.state_written = Some(state);
+        }
+        if let Some(phase) = pending.phase.filter(|p| self.phase_written != Some(*p)) {
+            metadata::set_status(conn, "phase", phase.name())?;
+            self.phase_written = Some(phase);
+        }
+        if let Some(crash) = self.crash {
+            let phase = self.current_phase(pending.phase);
+            crash.reached(Point::BeforeCommit, || describe_commit(phase, &pending));
+        }
+        conn.execute_batch("COMMIT")
+            .context("committing a mirror transaction")?;
+        self.in_sqlite_tx = false;
+        if let Some(crash) = self.crash {
+            let phase = self.current_phase(pending.phase);
+            crash.reached(Point::AfterCommit, || describe_commit(phase, &pending));
+        }
+        self.progress.committed(
+            pending.transactions,
+            pending.rows,
+            pending.event_time,
+            pending.copied.values().sum(),
+            self.copy_completed,
+        );
+        Ok(())
+    }
+
+    /// Files the ended transaction under its phase (transactions without rows keep the last).
+    fn end_phase(&mut self) {
+        if let Some(copied) = self.txn_copied.take() {
+            self.pending.phase = Some(match (self.copy_completed, copied) {
+                (true, _) => Phase::Replication,
+                (false, true) => Phase::Copy,
+                (false, false) => Phase::CatchUp,
+            });
+        }
+    }
+
+    /// Where the writer is, for the crash-point report of a point inside a transaction.
+    fn describe(&self) -> String {
+        let phase = match (self.copy_completed, self.txn_copied) {
+            (true, _) => Phase::Replication,
+            (false, Some(true)) => Phase::Copy,
+            (false, _) => Phase::CatchUp,
+        };
+        format!("phase {}", phase.name())
+    }
+
+    /// The phase of a commit: of its last transaction with rows, else the one stored.
+    fn current_phase(&self, committed: Option<Phase>) -> Phase {
+        committed
+            .or(self.phase_written)
+            .unwrap_or(if self.copy_completed {
+                Phase::Replication
+            } else {
+                Phase::Copy
+            })
+    }
+}
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

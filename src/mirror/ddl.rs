@@ -1,0 +1,281 @@
+//! Keeps mirrored SQLite tables in line with the source: each table's layout equal to the merged
+//! source schema (create, add columns, or rebuild copying the columns both layouts share), and
+//! the table-level effects of source DDL (drop, truncate, rename table or column).
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+use crate::mirror::metadata;
+use crate::mirror::schema::{check_table_name, quote, Layout};
+use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
+use crate::source::value::Storage;
+
+fn storage_from_declared(declared: &str) -> Storage {
+    match declared.to_ascii_uppercase().as_str() {
+        "INTEGER" => Storage::Integer,
+        "ANY" => Storage::IntegerOrText,
+        "REAL" => Storage::Real,
+        "TEXT" => Storage::Text,
+        _ => Storage::Blob,
+    }
+}
+
+/// The layout SQLite has for `table`, or None if the table does not exist.
+pub fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> {
+    let mut stmt = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1) ORDER BY cid")?;
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let rows = stmt.query_map([table], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (name, declared, pk_pos) = row?;
+        if pk_pos > 0 {
+            pk.push((pk_pos, name.clone()));
+        }
+        columns.push((name, storage_from_declared(&declared)));
+    }
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    pk.sort();
+    Ok(Some(Layout {
+        columns,
+        pk: pk.into_iter().map(|(_, n)| n).collect(),
+    }))
+}
+
+/// Makes `table` match `wanted`. Returns true if anything changed (statements must be
+/// re-prepared).
+pub fn ensure_layout(conn: &Connection, table: &str, wanted: &Layout) -> Result<bool> {
+    let current = current_layout(conn, table)?;
+    match current {
+        None => {
+            conn.execute_batch(&wanted.create_sql(table))
+                .with_context(|| format!("creating table {table}"))?;
+        }
+        Some(current) if &current == wanted => return Ok(false),
+        Some(current) => match wanted.added_columns(&current) {
+            Some(added) => add_columns(conn, table, &added)?,
+            None => rebuild(conn, table, &current, wanted)?,
+        },
+    }
+    Ok(true)
+}
+
+fn add_columns(conn: &Connection, table: &str, added: &[(String, Storage)]) -> Result<()> {
+    for (name, storage) in added {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            quote(table),
+            quote(name),
+            storage.declared_type()
+        ))
+        .with_context(|| format!("adding a column to table {table}"))?;
+    }
+    Ok(())
+}
+
+/// Recreates the table with the new layout, keeping the values of shared columns.
+fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) -> Result<()> {
+    let staging = format!("_vtmirror_rebuild_{table}");
+    let shared: Vec<String> = wanted
+        .columns
+        .iter()
+        .filter(|(n, _)| current.columns.iter().any(|(c, _)| c == n))
+        .map(|(n, _)| quote(n))
+        .collect();
+    let sql = format!(
+        "DROP TABLE IF EXISTS {staging_q};
+         {create};
+         INSERT INTO {staging_q} ({cols}) SELECT {cols} FROM {table_q};
+         DROP TABLE {table_q};
+         ALTER TABLE {staging_q} RENAME TO {table_q};",
+        staging_q = quote(&staging),
+        create = wanted.create_sql(&staging),
+        cols = shared.join(", "),
+        table_q = quote(table),
+    );
+    conn.execute_batch(&sql)
+        .with_context(|| format!("rebuilding table {table} for a changed source schema"))
+}
+
+/// Applies the table-level effect of a source DDL statement seen on `shard`, inside the
+/// writer's transaction (so it commits with the checkpoint that follows the DDL). Statements
+/// about tables the mirror does not hold are ignored; Vitess's internal tables are never
+/// mirrored, but online DDL moves tables through them (see `rename_tables`).
+pub fn apply_source_ddl(conn: &Connection, shard: &str, ddl: &SourceDdl) -> Result<()> {
+    match ddl {
+        SourceDdl::Other => Ok(()),
+        SourceDdl::Unsupported { table, reason } => refuse_if_mirrored(conn, table, reason),
+        SourceDdl::DropTables(tables) => tables
+            .iter()
+            .filter(|t| !is_internal(t))
+            .try_for_each(|t| drop_table(conn, t)),
+        SourceDdl::Truncate(table) => {
+            if exists(conn, table)? {
+                conn.execute_batch(&format!("DELETE FROM {}", quote(table)))
+                    .with_context(|| format!("truncating table {table}"))?;
+            }
+            Ok(())
+        }
+        SourceDdl::RenameTables(pairs) => rename_tables(conn, shard, pairs),
+        SourceDdl::RenameColumn { table, from, to } => rename_column(conn, table, from, to),
+        SourceDdl::ShadowAlter { shadow, statement } => {
+            metadata::remember_shadow_ddl(conn, shard, shadow, statement)
+        }
+    }
+}
+
+fn exists(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(current_layout(conn, table)?.is_some())
+}
+
+fn refuse_if_mirrored(conn: &Connection, table: &str, reason: &str) -> Result<()> {
+    if exists(conn, table)? {
+        anyhow::bail!(
+            "source DDL on table {table} cannot be mirrored: {reason}; the mirror stays at the \
+             position before it (start a new mirror file to copy the table again)"
+        );
+    }
+    Ok(())
+}
+
+fn drop_table(conn: &Connection, table: &str) -> Result<()> {
+    if exists(conn, table)? {
+        conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
+            .with_context(|| format!("dropping table {table}"))?;
+    }
+    metadata::forget_table(conn, table)
+}
+
+/// Renames in statement order. Besides plain renames, two Vitess online DDL (strategy
+/// `vitess`) moves: a cut-over (`t` → `_vt_hld_…`, shadow `_vt_vrp_…` → `t`, …) swaps the
+/// altered shadow into the table's name, and a DROP TABLE moves the table aside for table GC
+/// (`t` → `_vt_…` alone), which for the mirror is the drop.
+fn rename_tables(conn: &Connection, shard: &str, pairs: &[(String, String)]) -> Result<()> {
+    for (i, (from, to)) in pairs.iter().enumerate() {
+        match (is_internal(from), is_internal(to)) {
+            (true, true) => {}
+            (false, false) => rename_table(conn, from, to)?,
+            (true, false) => cut_over(conn, shard, from, to)?,
+            (false, true) => {
+                let swapped = pairs[i + 1..]
+                    .iter()
+                    .any(|(f, t)| t == from && is_internal(f));
+                if !swapped {
+                    drop_table(conn, from)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
+    if !exists(conn, from)? {
+        return Ok(());
+    }
+    check_table_name(to)?;
+    if exists(conn, to)? {
+        conn.execute_batch(&format!("DROP TABLE {}", quote(to)))?;
+    }
+    conn.execute_batch(&format!(
+        "ALTER TABLE {} RENAME TO {}",
+        quote(from),
+        quote(to)
+    ))
+    .with_context(|| format!("renaming table {from} to {to}"))?;
+    metadata::rename_table(conn, from, to)
+}
+
+/// The shadow's rows never reached the stream, so the table is only followed when every
+/// ALTER the shadow received is one the mirror can apply to the rows it holds.
+fn cut_over(conn: &Connection, shard: &str, shadow: &str, table: &str) -> Result<()> {
+    let statements = metadata::take_shadow_ddl(conn, shard, shadow)?;
+    if !exists(conn, table)? {
+        return Ok(());
+    }
+    if statements.is_empty() {
+        anyhow::bail!(
+            "table {table} was replaced by a Vitess online DDL cut-over (shadow table {shadow} on \
+             shard {shard}) whose ALTER was not in the stream, so its rows may have changed \
+             without row events; the mirror stays at the position before the cut-over (start a \
+             new mirror file to copy the table again)"
+        );
+    }
+    for statement in &statements {
+        apply_source_ddl(conn, shard, &retarget(statement, shadow, table))
+            .with_context(|| format!("online DDL cut-over of table {table}"))?;
+    }
+    Ok(())
+}
+
+fn rename_column(conn: &Connection, table: &str, from: &str, to: &str) -> Result<()> {
+    let has_column =
+        current_layout(conn, table)?.is_some_and(|l| l.columns.iter().any(|(n, _)| n == from));
+    if has_column {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} RENAME COLUMN {} TO {}",
+            quote(table),
+            quote(from),
+            quote(to)
+        ))
+        .with_context(|| format!("renaming a column of table {table}"))?;
+        metadata::rename_field(conn, table, from, to)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(cols: &[(&str, Storage)], pk: &[&str]) -> Layout {
+        Layout {
+            columns: cols.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+            pk: pk.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_changed_column_type_rebuilds_and_keeps_shared_values() {
+        let conn = Connection::open_in_memory().unwrap();
+        let v1 = layout(
+            &[
+                ("id", Storage::Integer),
+                ("x", Storage::Integer),
+                ("gone", Storage::Text),
+            ],
+            &["id"],
+        );
+        assert!(ensure_layout(&conn, "t", &v1).unwrap());
+        conn.execute("INSERT INTO t VALUES (1, 5, 'a')", [])
+            .unwrap();
+        let v2 = layout(&[("id", Storage::Integer), ("x", Storage::Text)], &["id"]);
+        assert!(ensure_layout(&conn, "t", &v2).unwrap());
+        assert_eq!(current_layout(&conn, "t").unwrap().unwrap(), v2);
+        let x: String = conn
+            .query_row("SELECT x FROM t WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, "5");
+        assert!(!ensure_layout(&conn, "t", &v2).unwrap());
+    }
+
+    #[test]
+    fn an_added_column_is_added_in_place() {
+        let conn = Connection::open_in_memory().unwrap();
+        let v1 = layout(&[("id", Storage::Integer)], &["id"]);
+        ensure_layout(&conn, "odd \"name\"", &v1).unwrap();
+        let v2 = layout(
+            &[("id", Storage::Integer), ("select", Storage::Real)],
+            &["id"],
+        );
+        ensure_layout(&conn, "odd \"name\"", &v2).unwrap();
+        assert_eq!(current_layout(&conn, "odd \"name\"").unwrap().unwrap(), v2);
+    }
+}

@@ -1,0 +1,86 @@
+//! The position a sync requests: fresh, or resumed from the stored checkpoint with the copy
+//! knowledge that makes an interrupted VStream Copy safe to resume (see `checkpoint`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+
+use crate::mirror::checkpoint::{resume_position, CopyKnowledge};
+use crate::mirror::metadata::{self, Ceiling};
+use crate::source::proto::binlogdata::{TableLastPk, VGtid};
+
+/// Where the stream starts and what the mirror already holds.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub vgtid: VGtid,
+    /// True when the mirror had a stored checkpoint.
+    pub resumed: bool,
+    pub copy_completed: bool,
+}
+
+/// Computes the start position; may restart the copy of a table whose keys SQLite cannot
+/// order like MySQL (one transaction: rows, copy state and checkpoint entries together).
+pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
+    let stored = metadata::load_checkpoint(conn)?;
+    let Some(mut vgtid) = stored.vgtid else {
+        return Ok(Start {
+            vgtid: fresh.clone(),
+            resumed: false,
+            copy_completed: false,
+        });
+    };
+    if stored.copy_completed {
+        return Ok(Start {
+            vgtid,
+            resumed: true,
+            copy_completed: true,
+        });
+    }
+    let mut started = metadata::started_copies(conn)?;
+    let fields = metadata::load_fields(conn)?;
+    let mut ceilings: BTreeMap<String, TableLastPk> = BTreeMap::new();
+    for table in tables_needing_ceiling(&vgtid, &started) {
+        let Some(schema) = fields.get(&table).and_then(|s| s.values().next()) else {
+            continue;
+        };
+        match metadata::ceiling(conn, schema)? {
+            Ceiling::Key(pk) => {
+                ceilings.insert(table, pk);
+            }
+            Ceiling::Empty => {}
+            Ceiling::Unordered => {
+                tracing::warn!(table = %table, "copy interrupted; copying this table again from scratch");
+                let tx = conn.unchecked_transaction()?;
+                metadata::restart_table_copy(&tx, &table, &mut vgtid)?;
+                tx.commit()
+                    .with_context(|| format!("restarting the copy of table {table}"))?;
+                started.retain(|(_, t)| t != &table);
+            }
+        }
+    }
+    let ceiling = |table: &str| ceilings.get(table).cloned();
+    let known = CopyKnowledge {
+        started: &started,
+        ceiling: &ceiling,
+    };
+    Ok(Start {
+        vgtid: resume_position(&vgtid, false, &known),
+        resumed: true,
+        copy_completed: false,
+    })
+}
+
+/// Tables whose copy started on some shard that no longer lists them in `table_p_ks`.
+fn tables_needing_ceiling(vgtid: &VGtid, started: &BTreeSet<(String, String)>) -> BTreeSet<String> {
+    started
+        .iter()
+        .filter(|(shard, table)| {
+            !vgtid
+                .shard_gtids
+                .iter()
+                .any(|s| &s.shard == shard && s.table_p_ks.iter().any(|t| &t.table_name == table))
+        })
+        .map(|(_, table)| table.clone())
+        .collect()
+}

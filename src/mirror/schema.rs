@@ -1,0 +1,321 @@
+//! Table schema from FIELD events, the SQLite layout derived from it, and identifier quoting.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use crate::source::proto::query::Field;
+use crate::source::value::{storage_for, ColumnType, Storage};
+
+/// MySQL column flag: part of the primary key.
+pub const PRI_KEY_FLAG: u32 = 2;
+
+/// Prefix reserved for vtmirror's own metadata tables.
+pub const METADATA_PREFIX: &str = "_vtmirror_";
+
+/// One source column as the latest FIELD event of a shard described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSchema {
+    pub name: String,
+    pub ctype: ColumnType,
+    pub field: Field,
+}
+
+impl ColumnSchema {
+    pub fn storage(&self) -> Storage {
+        storage_for(self.ctype.vitess_type, self.ctype.collation)
+    }
+    pub fn is_pk(&self) -> bool {
+        self.field.flags & PRI_KEY_FLAG != 0
+    }
+}
+
+/// A table's schema as one shard streams it: the column order of its ROW values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    /// Bare table name (no keyspace prefix).
+    pub table: String,
+    pub columns: Vec<ColumnSchema>,
+    /// Indexes into `columns` of the primary key, in key order.
+    pub pk: Vec<usize>,
+}
+
+impl TableSchema {
+    pub fn from_fields(table: &str, fields: &[Field], enum_set_strings: bool) -> Result<Self> {
+        check_table_name(table)?;
+        if fields.is_empty() {
+            bail!("FIELD event for table {table} has no columns");
+        }
+        let columns: Vec<ColumnSchema> = fields
+            .iter()
+            .map(|f| ColumnSchema {
+                name: f.name.clone(),
+                ctype: ColumnType {
+                    vitess_type: f.r#type,
+                    collation: f.charset,
+                    column_type: f.column_type.clone(),
+                    enum_set_strings,
+                },
+                field: f.clone(),
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for c in &columns {
+            if !seen.insert(c.name.to_lowercase()) {
+                bail!("table {table} streams column {:?} twice", c.name);
+            }
+        }
+        let pk: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].is_pk()).collect();
+        if pk.is_empty() {
+            bail!(
+                "table {table} has no primary key; vtmirror applies changes by primary key \
+                 and cannot mirror it (exclude it with --tables or --rule)"
+            );
+        }
+        Ok(TableSchema {
+            table: table.to_string(),
+            columns,
+            pk,
+        })
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.name.clone()).collect()
+    }
+
+    pub fn pk_names(&self) -> Vec<String> {
+        self.pk
+            .iter()
+            .map(|&i| self.columns[i].name.clone())
+            .collect()
+    }
+}
+
+/// Rejects names that would collide with our metadata or cannot be stored.
+pub fn check_table_name(table: &str) -> Result<()> {
+    if table.is_empty() {
+        bail!("a FIELD or ROW event names no table");
+    }
+    if table.to_lowercase().starts_with(METADATA_PREFIX) {
+        bail!("source table {table} uses vtmirror's reserved prefix {METADATA_PREFIX}");
+    }
+    if table.to_lowercase().starts_with("sqlite_") {
+        bail!("source table {table} uses SQLite's reserved prefix sqlite_");
+    }
+    Ok(())
+}
+
+/// `keyspace.table` (the default naming) or bare `table` → bare name.
+pub fn bare_table_name<'a>(name: &'a str, keyspace: &str) -> &'a str {
+    name.strip_prefix(keyspace)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .unwrap_or(name)
+}
+
+/// A quoted SQLite identifier: any name is safe, including quotes and reserved words.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The physical SQLite table: columns (name, storage) and primary key names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub columns: Vec<(String, Storage)>,
+    pub pk: Vec<String>,
+}
+
+impl Layout {
+    /// Union of the shards' schemas: the latest shard's columns first, then columns other
+    /// shards still stream (a DDL rolls out shard by shard; nothing is dropped early).
+    pub fn merge<'a>(latest: &TableSchema, others: impl Iterator<Item = &'a TableSchema>) -> Self {
+        let mut columns: Vec<(String, Storage)> = latest
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.storage()))
+            .collect();
+        for other in others {
+            for c in &other.columns {
+                if !columns.iter().any(|(n, _)| n.eq_ignore_ascii_case(&c.name)) {
+                    columns.push((c.name.clone(), c.storage()));
+                }
+            }
+        }
+        Layout {
+            columns,
+            pk: latest.pk_names(),
+        }
+    }
+
+    pub fn create_sql(&self, table: &str) -> String {
+        let cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(n, s)| format!("{} {}", quote(n), s.declared_type()))
+            .collect();
+        let pk: Vec<String> = self.pk.iter().map(|n| quote(n)).collect();
+        format!(
+            "CREATE TABLE {} ({}, PRIMARY KEY ({})) STRICT",
+            quote(table),
+            cols.join(", "),
+            pk.join(", ")
+        )
+    }
+
+    /// Columns of `self` appended after all of `old`'s (then ALTER TABLE ADD COLUMN suffices).
+    pub fn added_columns(&self, old: &Layout) -> Option<Vec<(String, Storage)>> {
+        if self.pk != old.pk || self.columns.len() < old.columns.len() {
+            return None;
+        }
+        if self.columns[..old.columns.len()] != old.columns[..] {
+            return None;
+        }
+        Some(self.columns[old.columns.len()..].to_vec())
+    }
+}
+
+/// SQL statements to apply row changes for one column list of one table.
+#[derive(Debug)]
+pub struct RowSql {
+    pub upsert: String,
+    pub delete: String,
+}
+
+impl RowSql {
+    pub fn new(table: &str, columns: &[String], pk: &[String]) -> Arc<Self> {
+        let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let pk_quoted: Vec<String> = pk.iter().map(|c| quote(c)).collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !pk.contains(c))
+            .map(|c| format!("{0} = excluded.{0}", quote(c)))
+            .collect();
+        let conflict = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let upsert = format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}",
+            quote(table),
+            quoted.join(", "),
+            params.join(", "),
+            pk_quoted.join(", "),
+            conflict
+        );
+        let conds: Vec<String> = pk
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
+            .collect();
+        let delete = format!("DELETE FROM {} WHERE {}", quote(table), conds.join(" AND "));
+        Arc::new(RowSql { upsert, delete })
+    }
+}
+
+/// A column both schemas have whose type changed in a way that makes MySQL rewrite stored
+/// values without row events (DECIMAL scale, fractional seconds, charset, type family), so
+/// the mirror's existing values would silently differ. Widening an integer or a string keeps
+/// the values and is fine.
+pub fn value_rewriting_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
+    for column in &new.columns {
+        let Some(before) = old.columns.iter().find(|c| c.name == column.name) else {
+            continue;
+        };
+        let (a, b) = (&before.ctype, &column.ctype);
+        if a.vitess_type == b.vitess_type
+            && before.field.decimals == column.field.decimals
+            && a.collation == b.collation
+        {
+            continue;
+        }
+        let both_integers =
+            before.storage() == Storage::Integer && column.storage() == Storage::Integer;
+        let both_strings = a.collation == b.collation
+            && [a.vitess_type, b.vitess_type].iter().all(|t| {
+                matches!(
+                    *t,
+                    crate::source::value::vtype::VARCHAR
+                        | crate::source::value::vtype::CHAR
+                        | crate::source::value::vtype::TEXT
+                )
+            });
+        if !(both_integers || both_strings) {
+            return Some(column.name.clone());
+        }
+    }
+    None
+}
+
+/// A mirrored table whose name differs from `table` only in ASCII case. MySQL on Linux keeps
+/// `T` and `t` apart; SQLite folds ASCII case in identifiers, so both would land in one table.
+pub fn case_collision<'a>(
+    known: impl IntoIterator<Item = &'a String>,
+    table: &str,
+) -> Option<&'a String> {
+    known
+        .into_iter()
+        .find(|k| k.as_str() != table && k.eq_ignore_ascii_case(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(name: &str, t: i32, flags: u32) -> Field {
+        Field {
+            name: name.into(),
+            r#type: t,
+            charset: 63,
+            flags,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tables_differing_only_in_case_are_detected() {
+        let known = vec!["Orders".to_string(), "items".to_string()];
+        assert_eq!(case_collision(&known, "orders"), Some(&known[0]));
+        assert_eq!(case_collision(&known, "Orders"), None);
+        assert_eq!(case_collision(&known, "ördersÜ"), None);
+    }
+
+    #[test]
+    fn identifiers_with_quotes_and_reserved_words_are_quoted_safely() {
+        assert_eq!(quote("select"), "\"select\"");
+        assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn keyspace_prefix_is_stripped_only_when_present() {
+        assert_eq!(bare_table_name("commerce.customer", "commerce"), "customer");
+        assert_eq!(bare_table_name("customer", "commerce"), "customer");
+        assert_eq!(
+            bare_table_name("other.customer", "commerce"),
+            "other.customer"
+        );
+    }
+
+    #[test]
+    fn a_table_without_primary_key_is_refused_with_its_name() {
+        let err = TableSchema::from_fields("t", &[field("a", 265, 0)], true).unwrap_err();
+        assert!(err.to_string().contains("table t has no primary key"));
+    }
+
+    #[test]
+    fn metadata_prefix_is_reserved() {
+        assert!(TableSchema::from_fields("_vtmirror_x", &[field("a", 265, 2)], true).is_err());
+    }
+
+    #[test]
+    fn layout_keeps_columns_other_shards_still_stream() {
+        let new = TableSchema::from_fields("t", &[field("id", 265, 2)], true).unwrap();
+        let old = TableSchema::from_fields("t", &[field("id", 265, 2), field("x", 265, 0)], true)
+            .unwrap();
+        let layout = Layout::merge(&new, [&old].into_iter());
+        assert_eq!(layout.columns.len(), 2);
+        let only_new = Layout::merge(&new, std::iter::empty());
+        assert_eq!(layout.added_columns(&only_new).unwrap().len(), 1);
+        assert!(only_new.added_columns(&layout).is_none());
+    }
+}

@@ -1,0 +1,371 @@
+//! VEvents → steps for the writer: schema changes, row changes, transaction ends.
+//!
+//! Pure and total: every wire fact is validated (event order, value counts, lengths) and a
+//! violation is an error naming the table, never a panic. Values are converted to SQLite
+//! values here, on the async side, so the writer thread only binds and executes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::mirror::schema::{bare_table_name, TableSchema};
+use crate::source::ddl_statement::is_internal;
+use crate::source::position_check::PositionCheck;
+use crate::source::proto::binlogdata::{FieldEvent, VEventType, VGtid};
+use crate::source::proto::query::Row;
+use crate::source::proto::vstream_events::{Event, RowChange, RowEvent};
+use crate::source::value::{to_sql, Raw, Value};
+
+/// A table schema as one shard streams it.
+#[derive(Debug, PartialEq)]
+pub struct ShardSchema {
+    pub keyspace: String,
+    pub shard: String,
+    pub schema: TableSchema,
+}
+
+/// One row change, keyed by primary key (so every apply is idempotent).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Full after image, in the shard schema's column order.
+    Upsert(Vec<Value>),
+    /// Primary key values, in key order.
+    Delete(Vec<Value>),
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    Commit,
+    Ddl,
+    Other,
+}
+
+/// What the writer is asked to do, in stream order.
+#[derive(Debug)]
+pub enum Step {
+    Schema(Arc<ShardSchema>),
+    Rows {
+        schema: Arc<ShardSchema>,
+        changes: Vec<Change>,
+        /// Copy-phase rows (timestamp 0), counted for progress.
+        copied: bool,
+    },
+    /// The source transaction is complete; `checkpoint` covers it.
+    TxEnd {
+        checkpoint: Option<VGtid>,
+        kind: EndKind,
+        /// Binlog time of the transaction in seconds (0 during copy).
+        event_time: i64,
+    },
+    /// A source DDL statement's table-level effect (column changes come as FIELD events).
+    Ddl {
+        shard: String,
+        ddl: crate::source::ddl_statement::SourceDdl,
+    },
+    ShardCopyCompleted {
+        shard: String,
+    },
+    CopyCompleted,
+    Heartbeat {
+        event_time: i64,
+    },
+}
+
+/// Decoder state for one stream (a reconnect starts a new one: FIELDs are re-sent).
+#[derive(Default)]
+pub struct Decoder {
+    keyspace: String,
+    /// shard → table → schema (nested so a lookup borrows the event's names, no allocation).
+    schemas: HashMap<String, HashMap<String, Arc<ShardSchema>>>,
+    in_transaction: bool,
+    pending: Option<VGtid>,
+    last_event_time: i64,
+    position: PositionCheck,
+    /// Events after the current one in its response (`decode_all`): room to reserve.
+    events_left: usize,
+}
+
+impl Decoder {
+    pub fn new(keyspace: &str) -> Self {
+        Decoder {
+            keyspace: keyspace.to_string(),
+            position: PositionCheck::new(keyspace),
+            ..Default::default()
+        }
+    }
+
+    /// Checks the stream's VGTIDs against the position it was started from.
+    pub fn starting_at(mut self, start: &VGtid) -> Self {
+        self.position.starting_at(start);
+        self
+    }
+
+    /// True while a source transaction is open (its rows must not be committed yet).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// Decodes a response's events in order.
+    pub fn decode_all(&mut self, events: Vec<Event>, out: &mut Vec<Step>) -> Result<()> {
+        self.events_left = events.len();
+        for event in events {
+            self.events_left -= 1;
+            self.decode(event, out)?;
+        }
+        Ok(())
+    }
+
+    pub fn decode(&mut self, event: Event, out: &mut Vec<Step>) -> Result<()> {
+        if event.timestamp > 0 {
+            self.last_event_time = event.timestamp;
+        }
+        let Ok(kind) = VEventType::try_from(event.r#type) else {
+            // Enums are open: newer servers add event types we can safely skip.
+            tracing::warn!(event_type = event.r#type, "skipping unknown VEvent type");
+            return Ok(());
+        };
+        match kind {
+            VEventType::Begin => self.in_transaction = true,
+            VEventType::Vgtid => {
+                let vgtid = *event.vgtid.context("VGTID event carries no VGtid")?;
+                self.position.accept(&vgtid)?;
+                self.pending = Some(vgtid);
+            }
+            VEventType::Field => {
+                let fe = event
+                    .field_event
+                    .context("FIELD event carries no field_event")?;
+                if let Some(schema) = self.field(name(&event.shard, "shard")?, *fe)? {
+                    out.push(Step::Schema(schema));
+                }
+            }
+            VEventType::Row => {
+                let re = event.row_event.context("ROW event carries no row_event")?;
+                if !self.in_transaction {
+                    bail!(
+                        "ROW event for table {} outside a transaction",
+                        String::from_utf8_lossy(&re.table_name)
+                    );
+                }
+                self.rows(&event.shard, re, event.timestamp == 0, out)?;
+            }
+            VEventType::Commit | VEventType::Rollback => {
+                if !self.in_transaction {
+                    bail!("COMMIT without BEGIN");
+                }
+                self.end(EndKind::Commit, out);
+            }
+            VEventType::Ddl => {
+                out.push(Step::Ddl {
+                    shard: name(&event.shard, "shard")?.to_string(),
+                    ddl: crate::source::ddl_statement::parse(&event.statement),
+                });
+                self.end(EndKind::Ddl, out)
+            }
+            VEventType::Other => self.end(EndKind::Other, out),
+            VEventType::CopyCompleted => self.copy_completed(&event, out)?,
+            VEventType::Heartbeat => out.push(Step::Heartbeat {
+                event_time: event.timestamp,
+            }),
+            VEventType::Insert
+            | VEventType::Replace
+            | VEventType::Update
+            | VEventType::Delete
+            | VEventType::Set => {
+                bail!("statement-based DML events are not supported (the source must use row-based binlogs)")
+            }
+            // Position-only or informational events; vtgate switches shards on JOURNAL itself.
+            VEventType::Unknown
+            | VEventType::Gtid
+            | VEventType::Journal
+            | VEventType::Version
+            | VEventType::Lastpk
+            | VEventType::Savepoint
+            | VEventType::PreviousGtids
+            | VEventType::RowsQuery => {}
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, kind: EndKind, out: &mut Vec<Step>) {
+        self.in_transaction = false;
+        out.push(Step::TxEnd {
+            checkpoint: self.pending.take(),
+            kind,
+            event_time: self.last_event_time,
+        });
+    }
+
+    fn copy_completed(&mut self, event: &Event, out: &mut Vec<Step>) -> Result<()> {
+        if self.in_transaction {
+            bail!("COPY_COMPLETED inside an open transaction");
+        }
+        if event.keyspace.is_empty() && event.shard.is_empty() {
+            out.push(Step::CopyCompleted);
+        } else {
+            out.push(Step::ShardCopyCompleted {
+                shard: name(&event.shard, "shard")?.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn field(&mut self, event_shard: &str, fe: FieldEvent) -> Result<Option<Arc<ShardSchema>>> {
+        if fe.is_internal_table || is_internal(bare_table_name(&fe.table_name, &self.keyspace)) {
+            return Ok(None);
+        }
+        let shard = if fe.shard.is_empty() {
+            event_shard
+        } else {
+            &fe.shard
+        };
+        let table = bare_table_name(&fe.table_name, &self.keyspace).to_string();
+        let schema = TableSchema::from_fields(&table, &fe.fields, fe.enum_set_string_values)
+            .with_context(|| format!("reading FIELD event of table {table}"))?;
+        let schema = Arc::new(ShardSchema {
+            keyspace: self.keyspace.clone(),
+            shard: shard.to_string(),
+            schema,
+        });
+        self.schemas
+            .entry(shard.to_string())
+            .or_default()
+            .insert(table, Arc::clone(&schema));
+        Ok(Some(schema))
+    }
+
+    /// Decodes a ROW event's changes, appended to the previous step when that step holds rows
+    /// of the same shard schema and phase: vttablet sends one ROW event per copied row (and
+    /// per binlog rows event), so this turns ~2000 events into one step the writer applies
+    /// with one statement lookup. Order is kept: only consecutive events merge.
+    fn rows(
+        &mut self,
+        event_shard: &[u8],
+        re: RowEvent,
+        copied: bool,
+        out: &mut Vec<Step>,
+    ) -> Result<()> {
+        if re.is_internal_table {
+            return Ok(());
+        }
+        // The row event names its shard (vtgate fills it in); the event's is the fallback.
+        let shard = if re.shard.is_empty() {
+            event_shard
+        } else {
+            &re.shard
+        };
+        let shard = name(shard, "shard")?;
+        let table = bare_table_name(name(&re.table_name, "table name")?, &self.keyspace);
+        let Some(schema) = self.schemas.get(shard).and_then(|tables| tables.get(table)) else {
+            // Internal tables' FIELD events were skipped (`field`); asked only here, off the
+            // path every mirrored row takes.
+            if is_internal(table) {
+                return Ok(());
+            }
+            bail!("ROW event for table {table} on shard {shard} arrived before its FIELD event");
+        };
+        let continues = matches!(
+            out.last(),
+            Some(Step::Rows { schema: last, copied: last_copied, .. })
+                if Arc::ptr_eq(last, schema) && *last_copied == copied
+        );
+        if !continues {
+            // Room for the rest of the response's events, which are usually its rows.
+            let room = re.row_changes.len().max(self.events_left);
+            out.push(Step::Rows {
+                schema: Arc::clone(schema),
+                changes: Vec::with_capacity(room),
+                copied,
+            });
+        }
+        let Some(Step::Rows { changes, .. }) = out.last_mut() else {
+            bail!("decoder lost its row step for table {table}");
+        };
+        for change in re.row_changes {
+            decode_change(&schema.schema, change, changes)
+                .with_context(|| format!("decoding a row change of table {table}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A name the stream carries as bytes (`vstream_events`), as text.
+fn name<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).with_context(|| format!("event {what} is not UTF-8"))
+}
+
+fn decode_change(schema: &TableSchema, change: RowChange, out: &mut Vec<Change>) -> Result<()> {
+    if change.data_columns.is_some() || change.json_partial_values.is_some() {
+        bail!("partial row image: set binlog_row_image=FULL and leave binlog_row_value_options empty on the source");
+    }
+    let before = change.before.map(|r| row_values(schema, &r)).transpose()?;
+    let after = change.after.map(|r| row_values(schema, &r)).transpose()?;
+    match (before, after) {
+        (None, Some(after)) => out.push(Change::Upsert(after)),
+        (Some(before), None) => out.push(Change::Delete(pk_of(schema, before))),
+        (Some(before), Some(after)) => {
+            let old_pk = pk_of(schema, before);
+            if old_pk != pk_of_ref(schema, &after) {
+                out.push(Change::Delete(old_pk));
+            }
+            out.push(Change::Upsert(after));
+        }
+        (None, None) => bail!("row change has neither before nor after image"),
+    }
+    Ok(())
+}
+
+fn pk_of(schema: &TableSchema, mut row: Vec<Value>) -> Vec<Value> {
+    schema
+        .pk
+        .iter()
+        .map(|&i| std::mem::replace(&mut row[i], Value::Null))
+        .collect()
+}
+
+fn pk_of_ref(schema: &TableSchema, row: &[Value]) -> Vec<Value> {
+    schema.pk.iter().map(|&i| row[i].clone()).collect()
+}
+
+/// Walks `Row.lengths` over `Row.values`, checking every length against the buffer.
+pub fn row_values(schema: &TableSchema, row: &Row) -> Result<Vec<Value>> {
+    if row.lengths.len() != schema.columns.len() {
+        bail!(
+            "row has {} values but the FIELD event declared {} columns",
+            row.lengths.len(),
+            schema.columns.len()
+        );
+    }
+    let mut offset = 0usize;
+    let mut values = Vec::with_capacity(row.lengths.len());
+    for (column, &len) in schema.columns.iter().zip(&row.lengths) {
+        let raw = match len {
+            -1 => None,
+            len if len < -1 => bail!("column {} has invalid length {len}", column.name),
+            len => {
+                let raw = usize::try_from(len)
+                    .ok()
+                    .and_then(|l| offset.checked_add(l))
+                    .and_then(|end| Raw::within(&row.values, offset..end).map(|raw| (raw, end)));
+                let (raw, end) =
+                    raw.with_context(|| format!("column {} overruns the row buffer", column.name))?;
+                offset = end;
+                Some(raw)
+            }
+        };
+        values.push(to_sql(&column.ctype, raw).with_context(|| format!("column {}", column.name))?);
+    }
+    if offset != row.values.len() {
+        bail!(
+            "row buffer has {} bytes not covered by lengths",
+            row.values.len() - offset
+        );
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,0 +1,14 @@
+//! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
+//! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers.
+//! Tests take the cluster one at a time (`support::vitess::cluster`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod ddl;
+mod fidelity;
+mod identifiers;
+mod online_ddl;
+mod reshard;
+mod types;
+mod vttest;

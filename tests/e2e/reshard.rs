@@ -1,0 +1,252 @@
+//! Seed 000 against a real cluster (etcd, vtctld, vttablets, vtgate): `vtmirror sync` keeps
+//! running while keyspace `customer` is resharded 0 → -80,80-. Needs
+//! `scripts/vitess-local.sh up-reshard` (shard 0 only); drives the reshard itself.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::vitess::{assert_same, cluster, sync_process, sync_until_caught_up};
+use mysql::prelude::Queryable;
+
+fn script(step: &str) {
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/vitess-local.sh"
+        ))
+        .arg(step)
+        .status()
+        .expect("cluster script runs");
+    assert!(status.success(), "scripts/vitess-local.sh {step} failed");
+    println!(
+        "cluster step {step}: {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn insert_customers(conn: &mut mysql::Conn, ids: std::ops::Range<i64>) {
+    for id in ids {
+        conn.query_drop(format!(
+            "INSERT INTO customer (customer_id, email) VALUES ({id}, 'c{id}@example.com')"
+        ))
+        .expect("insert through vtgate");
+    }
+}
+
+fn mirrored_count(db: &Path, min_id: i64) -> i64 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM customer WHERE customer_id >= ?1",
+                [min_id],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
+fn wait_for_rows(db: &Path, min_id: i64, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while mirrored_count(db, min_id) < want {
+        assert!(
+            Instant::now() < deadline,
+            "rows from id {min_id} did not arrive"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn stored_shards(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let bytes: Vec<u8> = conn
+        .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
+        .unwrap();
+    let vgtid = vtmirror::mirror::checkpoint::decode(&bytes).unwrap();
+    vgtid.shard_gtids.iter().map(|s| s.shard.clone()).collect()
+}
+
+/// `vtmirror tail --format json` from "current", writing to `out`.
+fn start_tail(grpc: &str, out: &Path) -> std::process::Child {
+    let file = std::fs::File::create(out).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_vtmirror"))
+        .args([
+            "tail",
+            "--vtgate",
+            grpc,
+            "--keyspace",
+            "customer",
+            "--tablet-type",
+            "replica",
+        ])
+        .args([
+            "--pos",
+            r#"[ {"shard":"", "gtid":"current"} ]"#,
+            "--format",
+            "json",
+        ])
+        .stdout(file)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vtmirror tail starts")
+}
+
+/// The seed's client view: transactions on shard 0 first, then VGTIDs naming -80 and 80-, and
+/// every row inserted after the switch.
+fn check_tail_followed_the_reshard(out: &Path) {
+    let text = std::fs::read_to_string(out).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let shard_sets: Vec<Vec<String>> = events
+        .iter()
+        .filter_map(|e| e["vgtid"]["shard_gtids"].as_array())
+        .map(|list| {
+            list.iter()
+                .filter_map(|s| s["shard"].as_str().map(String::from))
+                .collect()
+        })
+        .collect();
+    let first_new = shard_sets
+        .iter()
+        .position(|s| s.contains(&"-80".to_string()) && s.contains(&"80-".to_string()));
+    assert!(
+        first_new.is_some(),
+        "tail saw the VGTID move to -80 and 80- ({} events)",
+        events.len()
+    );
+    assert!(
+        shard_sets[..first_new.unwrap()]
+            .iter()
+            .any(|s| s == &vec!["0".to_string()]),
+        "tail saw shard 0 first"
+    );
+    let inserted: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "row" && e["op"] == "insert")
+        .filter_map(|e| {
+            e["after"]["customer_id"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+        })
+        .filter(|id| *id >= 1_000)
+        .collect();
+    assert_eq!(
+        inserted.len(),
+        100,
+        "tail printed every row inserted after the switch"
+    );
+}
+
+/// `vtmirror status --json` on the live mirror: replicating, on the new shards, not lagging.
+fn check_status_while_syncing(db: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vtmirror"))
+        .args(["status", "--json", "--db"])
+        .arg(db)
+        .output()
+        .expect("status runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["state"], "replicating", "{status}");
+    let mut shards: Vec<&str> = status["checkpoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["shard"].as_str())
+        .collect();
+    shards.sort();
+    assert_eq!(shards, vec!["-80", "80-"]);
+    assert!(
+        status["lag_seconds"].as_i64().is_some_and(|lag| lag < 60),
+        "{status}"
+    );
+}
+
+/// A consistent copy of a mirror that is being written (SQLite online backup).
+fn backup(from: &Path, to: &Path) {
+    let src = rusqlite::Connection::open(from).unwrap();
+    let mut dst = rusqlite::Connection::open(to).unwrap();
+    rusqlite::backup::Backup::new(&src, &mut dst)
+        .unwrap()
+        .run_to_completion(1_000, Duration::ZERO, None)
+        .unwrap();
+}
+
+#[test]
+fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard_0_is_gone() {
+    let Some(c) = cluster("RESHARD_") else { return };
+    let mut conn = c.sql("customer");
+    conn.query_drop("DELETE FROM customer").unwrap();
+    insert_customers(&mut conn, 1..201);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("customer.db");
+    let mut sync = sync_process(&c.grpc, "customer", &db, &["--tablet-type", "replica"]);
+    wait_for_rows(&db, 1, 200);
+    assert_eq!(stored_shards(&db), vec!["0"]);
+    let (before_a, before_b) = (dir.path().join("pre-a.db"), dir.path().join("pre-b.db"));
+    backup(&db, &before_a);
+    backup(&db, &before_b);
+
+    let tail_out = dir.path().join("tail.jsonl");
+    let mut tail = start_tail(&c.grpc, &tail_out);
+    std::thread::sleep(Duration::from_secs(2));
+
+    script("reshard");
+    insert_customers(&mut conn, 1_000..1_100);
+    wait_for_rows(&db, 1_000, 100);
+    check_status_while_syncing(&db);
+    std::thread::sleep(Duration::from_secs(2));
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    check_tail_followed_the_reshard(&tail_out);
+    let mut shards = stored_shards(&db);
+    shards.sort();
+    assert_eq!(
+        shards,
+        vec!["-80", "80-"],
+        "the checkpoint moved to the new shards"
+    );
+    assert!(
+        sync.try_wait().unwrap().is_none(),
+        "sync kept running through the reshard"
+    );
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    assert_eq!(assert_same(&mut conn, &db, "customer", 1), 300);
+
+    // While shard 0 exists, a pre-reshard checkpoint replays it and switches by itself.
+    let (ok, err) = sync_until_caught_up(
+        &c.grpc,
+        "customer",
+        &before_a,
+        &["--tablet-type", "replica"],
+    );
+    assert!(ok, "resume from the pre-reshard checkpoint failed: {err}");
+    assert_eq!(assert_same(&mut conn, &before_a, "customer", 1), 300);
+
+    script("remove-shard0");
+    let (ok, err) = sync_until_caught_up(
+        &c.grpc,
+        "customer",
+        &before_b,
+        &["--tablet-type", "replica"],
+    );
+    assert!(!ok, "starting from a removed shard must fail");
+    println!("old position after shard 0 removal: {}", err.trim());
+    assert!(
+        err.contains("not found") || err.contains("shard"),
+        "the error names the problem: {err}"
+    );
+    assert_eq!(
+        stored_shards(&before_b),
+        vec!["0"],
+        "the mirror is left untouched"
+    );
+    assert_eq!(mirrored_count(&before_b, 1), 200);
+}

@@ -1,0 +1,13 @@
+//! The fault suite: SIGKILLs of the real binary at named and random points, network faults
+//! through a TCP proxy, crafted bad wire input and decoder fuzzing, damaged or contended mirror
+//! files, and TLS / static auth refusals.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_wire;
+mod crash_kill;
+mod fuzz;
+mod mirror_file;
+mod network;
+mod security;

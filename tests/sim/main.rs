@@ -1,0 +1,12 @@
+//! The simulated-vtgate suite: `vtmirror sync` and every other command through the real
+//! gRPC path against the simulated vtgate (copy, replication, resume, definite errors, output).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod query;
+mod snapshot;
+mod status;
+mod sync;
+mod tail;
