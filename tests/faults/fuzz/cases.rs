@@ -79,6 +79,10 @@ fn valid_bytes(t: i32, cell: &Cell) -> Option<Vec<u8>> {
         FLOAT32 | FLOAT64 => format!("{:E}", cell.float).into_bytes(),
         ENUM => b"a".to_vec(),
         SET => b"x,z".to_vec(),
+        // A JSON column always carries a document (keys of several lengths, any text).
+        JSON => serde_json::json!({ cell.text.as_str(): cell.int, "k": [cell.float, &cell.text] })
+            .to_string()
+            .into_bytes(),
         _ => cell.text.clone().into_bytes(),
     })
 }
