@@ -184,6 +184,7 @@ fn stream_spec(endpoint: &str) -> StreamSpec {
         heartbeat_secs: 0,
         caller_id: None,
         tables_to_copy: Vec::new(),
+        exclude_keyspace_from_table_name: false,
     }
 }
 

@@ -62,6 +62,11 @@ pub struct SyncArgs {
     /// Longest wait between reconnect attempts, in seconds.
     #[arg(long, default_value_t = 30.0, env = "VTMIRROR_MAX_BACKOFF")]
     pub max_backoff: f64,
+    /// Ask vtgate for bare table names (VStreamFlags.exclude_keyspace_from_table_name): it then
+    /// skips cloning every event, about 1.5× faster copies at the source. Risk: vttestserver
+    /// (v24) was seen to lose copied rows with it; use only against real vttablets.
+    #[arg(long, env = "VTMIRROR_EXCLUDE_KEYSPACE_FROM_TABLE_NAME")]
+    pub exclude_keyspace_from_table_name: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }
@@ -80,16 +85,18 @@ impl SyncArgs {
         if !positive(self.caught_up_idle) || !positive(self.max_backoff) {
             anyhow::bail!("--caught-up-idle and --max-backoff must be positive numbers of seconds");
         }
+        let mut spec = StreamSpec::from_flags(StreamFlags {
+            vtgate: self.connection.vtgate(&self.vtgate)?,
+            keyspace: &self.keyspace,
+            tables: &self.tables,
+            rules: &self.rules,
+            tablet_type: &self.tablet_type,
+            heartbeat_secs: self.heartbeat,
+            caller_id: self.caller_id.as_deref(),
+        })?;
+        spec.exclude_keyspace_from_table_name = self.exclude_keyspace_from_table_name;
         Ok(SyncOptions {
-            spec: StreamSpec::from_flags(StreamFlags {
-                vtgate: self.connection.vtgate(&self.vtgate)?,
-                keyspace: &self.keyspace,
-                tables: &self.tables,
-                rules: &self.rules,
-                tablet_type: &self.tablet_type,
-                heartbeat_secs: self.heartbeat,
-                caller_id: self.caller_id.as_deref(),
-            })?,
+            spec,
             db: self.db.clone(),
             start,
             exit_when_caught_up: self.exit_when_caught_up,
@@ -103,5 +110,40 @@ impl SyncArgs {
             backoff_cap: Duration::from_secs_f64(self.max_backoff),
             queue_depth: 16,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+    use crate::source::proto::binlogdata::VGtid;
+
+    fn sync_request_flag(extra: &[&str]) -> bool {
+        let mut args = vec![
+            "vtmirror",
+            "sync",
+            "--vtgate",
+            "127.0.0.1:1",
+            "--keyspace",
+            "ks",
+        ];
+        args.extend_from_slice(&["--db", "m.db"]);
+        args.extend_from_slice(extra);
+        let Command::Sync(sync) = Cli::try_parse_from(args).unwrap().command else {
+            unreachable!("a sync command line")
+        };
+        let request = sync.options().unwrap().spec.request(VGtid::default());
+        request.flags.unwrap().exclude_keyspace_from_table_name
+    }
+
+    #[test]
+    fn bare_table_names_are_asked_for_only_on_request() {
+        assert!(
+            !sync_request_flag(&[]),
+            "off by default: vttestserver lost rows"
+        );
+        assert!(sync_request_flag(&["--exclude-keyspace-from-table-name"]));
     }
 }

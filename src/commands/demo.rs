@@ -86,6 +86,7 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
             heartbeat_secs: 1,
             caller_id: None,
             tables_to_copy: Vec::new(),
+            exclude_keyspace_from_table_name: false,
         },
         db: args.db.clone(),
         start: StartFrom::Copy,

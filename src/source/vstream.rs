@@ -28,6 +28,8 @@ pub struct StreamSpec {
     pub heartbeat_secs: u32,
     pub caller_id: Option<String>,
     pub tables_to_copy: Vec<String>,
+    /// `VStreamFlags.exclude_keyspace_from_table_name`, off unless asked for (see `request`).
+    pub exclude_keyspace_from_table_name: bool,
 }
 
 /// The stream flags `sync` and `tail` share, as given on the command line.
@@ -60,6 +62,7 @@ impl StreamSpec {
             heartbeat_secs: flags.heartbeat_secs,
             caller_id: flags.caller_id.map(str::to_string),
             tables_to_copy: Vec::new(),
+            exclude_keyspace_from_table_name: false,
         })
     }
 
@@ -78,10 +81,12 @@ impl StreamSpec {
             }),
             flags: Some(VStreamFlags {
                 heartbeat_interval: self.heartbeat_secs,
-                // `exclude_keyspace_from_table_name` stays off: with it, vttestserver (v24) was
-                // seen to deliver a copied row twice in place of another, undecodable bytes,
-                // or a vtgate crash (events shared instead of cloned while being marshalled);
-                // the decoder accepts `keyspace.table` names. Cost measured in BENCHMARKS.md.
+                // Off by default: with it, vttestserver (v24) was seen to deliver a copied row
+                // twice in place of another, undecodable bytes, or a vtgate crash (events
+                // shared instead of cloned while being marshalled). Without it vtgate clones
+                // every event (a copy ≈ 1.5× slower at the source, BENCHMARKS.md); the decoder
+                // accepts both `keyspace.table` and bare names.
+                exclude_keyspace_from_table_name: self.exclude_keyspace_from_table_name,
                 tables_to_copy: self.tables_to_copy.clone(),
                 // Large transactions stream in chunks instead of being buffered by vtgate.
                 transaction_chunk_size: 16 * 1024 * 1024,
@@ -248,6 +253,7 @@ mod tests {
             heartbeat_secs: 5,
             caller_id: Some("mirror_user".into()),
             tables_to_copy: vec![],
+            exclude_keyspace_from_table_name: false,
         };
         let req = spec.request(VGtid::default());
         assert!(

@@ -55,6 +55,7 @@ pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
             heartbeat_secs: 1,
             caller_id: None,
             tables_to_copy: vec![],
+            exclude_keyspace_from_table_name: false,
         },
         db: db.to_path_buf(),
         start: StartFrom::Copy,
