@@ -73,9 +73,6 @@ pub struct SyncArgs {
 
 impl SyncArgs {
     pub fn options(&self) -> Result<SyncOptions> {
-        if self.keyspace.is_empty() {
-            anyhow::bail!("--keyspace must name a keyspace");
-        }
         let start = match self.start.as_str() {
             "copy" => StartFrom::Copy,
             "current" => StartFrom::Current,

@@ -51,9 +51,6 @@ pub struct TailArgs {
 
 impl TailArgs {
     pub fn options(&self) -> Result<TailOptions> {
-        if self.keyspace.is_empty() {
-            anyhow::bail!("--keyspace must name a keyspace");
-        }
         if !(self.max_backoff.is_finite() && self.max_backoff > 0.0) {
             anyhow::bail!("--max-backoff must be a positive number of seconds");
         }

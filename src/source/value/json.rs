@@ -8,7 +8,7 @@
 //! bytes, bytes), `", "` and `": "` separators, strings escaped as MySQL escapes them.
 //! Numbers keep their text: MySQL and Vitess print integers alike and doubles by the same
 //! rule (shortest digits, plain notation for 1e-15 ≤ |x| < 1e15, else `1e15` / `1.5e-16`,
-//! `.0` on integral doubles), checked against MySQL 9.7 in `tests/e2e/types.rs`.
+//! `.0` on integral doubles), checked against MySQL 9.7 in `tests/e2e/fidelity.rs`.
 //! MySQL's text is left unchanged by this rewrite (a fixed point), so it costs the copy
 //! phase a parse, never a different value.
 
