@@ -1,5 +1,5 @@
-//! vtmirror keeps a local SQLite copy of a Vitess keyspace through vtgate's VStream API,
-//! exactly once across crashes and restarts.
+//! vtmirror keeps a local SQLite copy of Vitess keyspaces (one, several, every keyspace, or
+//! a key range of one) through vtgate's VStream API, exactly once across crashes and restarts.
 //!
 //! # Where a row travels
 //! ```text
@@ -16,15 +16,16 @@
 //! |---|---|
 //! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into options; one file per command with many flags |
 //! | `commands/` | one file per subcommand: `sync` (orchestration: checkpoint → stream → decode → writer; retry and shutdown), `tail`, `status`, `query`, `snapshot`, `demo` |
-//! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
-//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume` |
+//! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `catalog` (what vtgate serves, checked before a new mirror's first write), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
+//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume` |
 //! | `output/` | `progress` counters, `report` (progress display, log writer), `render` (tables, hex, sizes) |
 //! | `error/` | the one transient-vs-definite classification, backoff, one-line rendering; `redact` keeps row values out of relayed errors |
 //! | `sim/` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
 //!
 //! # Invariants
 //! 1. Rows and checkpoint commit in one SQLite transaction: the file is always a consistent
-//!    prefix of the stream (`mirror::apply::Writer::commit`).
+//!    prefix of the stream (`mirror::apply::Writer::commit`), whatever number of keyspaces
+//!    it holds (one VGtid names every shard of every keyspace: `source::selection`).
 //! 2. Every apply is idempotent by primary key: upsert, delete-if-exists, a key change is a
 //!    delete of the old key plus an upsert (`source::decode::decode_change`).
 //! 3. The checkpoint is the VGtid stored whole and opaque, `table_p_ks` included; resuming an

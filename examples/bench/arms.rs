@@ -14,6 +14,7 @@ use vtmirror::mirror::schema::{quote, Layout};
 use vtmirror::mirror::store::{Durability, Identity, Mirror};
 use vtmirror::source::decode::{Decoder, Step};
 use vtmirror::source::proto::topodata::TabletType;
+use vtmirror::source::selection::Selection;
 use vtmirror::source::value::Value;
 use vtmirror::source::vstream::{open_event_stream, rules, StreamSpec};
 
@@ -178,7 +179,7 @@ pub fn naive_copy(db: &Path, rows: &[Vec<Value>], payload_bytes: u64) -> Result<
 fn stream_spec(endpoint: &str) -> StreamSpec {
     StreamSpec {
         vtgate: endpoint.into(),
-        keyspace: KEYSPACE.into(),
+        selection: Selection::keyspace(KEYSPACE),
         rules: rules(&[], &[]),
         tablet_type: TabletType::Replica,
         heartbeat_secs: 0,
@@ -199,7 +200,7 @@ async fn receive_and_decode(
     let position = vtmirror::mirror::checkpoint::fresh(KEYSPACE, "");
     let request = stream_spec(&endpoint).request(position);
     let mut stream = open_event_stream(&mut client, request).await?;
-    let mut decoder = Decoder::new(KEYSPACE);
+    let mut decoder = Decoder::new(&Selection::keyspace(KEYSPACE));
     let mut rows = 0u64;
     let mut steps = Vec::new();
     for _ in 0..responses {

@@ -4,10 +4,12 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod connection;
+mod selection;
 mod sync;
 mod tail;
 
 pub use connection::ConnectionArgs;
+pub use selection::SelectionArgs;
 pub use sync::SyncArgs;
 pub use tail::TailArgs;
 
@@ -67,7 +69,8 @@ pub enum Command {
         vtmirror sync --vtgate vtgate:15991 --keyspace commerce --db /backups/commerce-2026-01-02.db"
     )]
     Snapshot(crate::commands::snapshot::SnapshotArgs),
-    /// Run the simulated 2-shard keyspace with live writes and sync it into a local file.
+    /// Run two simulated keyspaces (commerce, customer) with live writes and sync them into
+    /// one local file.
     #[command(
         after_help = "Examples:\n  vtmirror demo\n  vtmirror demo --seconds 30 --db /tmp/demo.db"
     )]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::ConnectionArgs;
+use super::{ConnectionArgs, SelectionArgs};
 use crate::commands::sync::{StartFrom, SyncOptions};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::checkpoint;
@@ -18,13 +18,13 @@ pub struct SyncArgs {
     /// vtgate gRPC address, HOST:PORT.
     #[arg(long, env = "VTMIRROR_VTGATE")]
     pub vtgate: String,
-    /// Keyspace to mirror.
-    #[arg(long, env = "VTMIRROR_KEYSPACE")]
-    pub keyspace: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Mirror file (created if missing; the path is taken literally).
     #[arg(long, env = "VTMIRROR_DB")]
     pub db: PathBuf,
-    /// Tables to mirror, comma-separated (default: every table of the keyspace).
+    /// Tables to mirror, comma-separated (default: every table); keyspace.table with several
+    /// keyspaces.
     #[arg(long, value_delimiter = ',', env = "VTMIRROR_TABLES")]
     pub tables: Vec<String>,
     /// A Vitess filter rule MATCH[=FILTER], e.g. '/.*' or 't=select id, name from t'; repeatable.
@@ -73,18 +73,14 @@ pub struct SyncArgs {
 
 impl SyncArgs {
     pub fn options(&self) -> Result<SyncOptions> {
-        let start = match self.start.as_str() {
-            "copy" => StartFrom::Copy,
-            "current" => StartFrom::Current,
-            json => StartFrom::Position(checkpoint::from_json(json, &self.keyspace)?),
-        };
         let positive = |secs: f64| secs.is_finite() && secs > 0.0;
         if !positive(self.caught_up_idle) || !positive(self.max_backoff) {
             anyhow::bail!("--caught-up-idle and --max-backoff must be positive numbers of seconds");
         }
         let mut spec = StreamSpec::from_flags(StreamFlags {
             vtgate: self.connection.vtgate(&self.vtgate)?,
-            keyspace: &self.keyspace,
+            keyspaces: &self.selection.keyspace,
+            shards: &self.selection.shards,
             tables: &self.tables,
             rules: &self.rules,
             tablet_type: &self.tablet_type,
@@ -92,6 +88,14 @@ impl SyncArgs {
             caller_id: self.caller_id.as_deref(),
         })?;
         spec.exclude_keyspace_from_table_name = self.exclude_keyspace_from_table_name;
+        let start = match self.start.as_str() {
+            "copy" => StartFrom::Copy,
+            "current" => StartFrom::Current,
+            json => StartFrom::Position(checkpoint::from_json(
+                json,
+                spec.selection.keyspaces.single(),
+            )?),
+        };
         Ok(SyncOptions {
             spec,
             db: self.db.clone(),

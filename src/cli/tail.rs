@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::ConnectionArgs;
+use super::{ConnectionArgs, SelectionArgs};
 use crate::commands::tail::{Format, TailOptions};
 use crate::mirror::checkpoint;
 use crate::source::vstream::{StreamFlags, StreamSpec};
@@ -15,16 +15,15 @@ pub struct TailArgs {
     /// vtgate gRPC address, HOST:PORT.
     #[arg(long, env = "VTMIRROR_VTGATE")]
     pub vtgate: String,
-    /// Keyspace to follow.
-    #[arg(long, env = "VTMIRROR_KEYSPACE")]
-    pub keyspace: String,
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     /// Tablet type to stream from: primary, replica or rdonly.
     #[arg(long, default_value = "replica")]
     pub tablet_type: String,
     /// Start position: a JSON list of {"shard", "gtid"} (keyspace optional per entry; "" shard =
     /// every shard; "" gtid = copy the tables first, "current" = from now), or just `current`
-    /// or `copy`.
-    #[arg(long, default_value = r#"[{"shard":"","gtid":"current"}]"#)]
+    /// (the default) or `copy`. Entries name their keyspace when several are followed.
+    #[arg(long, default_value = "current")]
     pub pos: String,
     /// Tables to follow, comma-separated (default: every table).
     #[arg(long, value_delimiter = ',')]
@@ -54,21 +53,25 @@ impl TailArgs {
         if !(self.max_backoff.is_finite() && self.max_backoff > 0.0) {
             anyhow::bail!("--max-backoff must be a positive number of seconds");
         }
+        let spec = StreamSpec::from_flags(StreamFlags {
+            vtgate: self.connection.vtgate(&self.vtgate)?,
+            keyspaces: &self.selection.keyspace,
+            shards: &self.selection.shards,
+            tables: &self.tables,
+            rules: &self.rules,
+            tablet_type: &self.tablet_type,
+            heartbeat_secs: self.heartbeat,
+            caller_id: None,
+        })?;
+        let selection = &spec.selection;
         let position = match self.pos.trim() {
-            "current" => checkpoint::fresh(&self.keyspace, checkpoint::CURRENT),
-            "copy" => checkpoint::fresh(&self.keyspace, ""),
-            json => checkpoint::from_json(json, &self.keyspace).context("reading --pos")?,
+            "current" => selection.fresh(checkpoint::CURRENT),
+            "copy" => selection.fresh(""),
+            json => checkpoint::from_json(json, selection.keyspaces.single())
+                .context("reading --pos")?,
         };
         Ok(TailOptions {
-            spec: StreamSpec::from_flags(StreamFlags {
-                vtgate: self.connection.vtgate(&self.vtgate)?,
-                keyspace: &self.keyspace,
-                tables: &self.tables,
-                rules: &self.rules,
-                tablet_type: &self.tablet_type,
-                heartbeat_secs: self.heartbeat,
-                caller_id: None,
-            })?,
+            spec,
             position,
             format: self.format,
             count: self.count,

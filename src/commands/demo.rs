@@ -1,5 +1,6 @@
-//! `vtmirror demo`: the simulated vtgate with a sample 2-shard keyspace and live writes,
-//! synced into a local file.
+//! `vtmirror demo`: the simulated vtgate with two sample keyspaces (as in Vitess's local
+//! example: `commerce` unsharded, `customer` with two shards) and live writes, synced into one
+//! local file.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,7 +17,11 @@ use crate::output::progress::Progress;
 use crate::output::report::{Mode, Reporter};
 use crate::sim::{spawn_live_writes, ModelSpec, SharedModel, SimVtgate};
 use crate::source::proto::topodata::TabletType;
+use crate::source::selection::Selection;
 use crate::source::vstream::{rules, StreamSpec};
+
+/// The keyspaces of `ModelSpec::local_example`.
+const DEMO_KEYSPACES: &str = "commerce,customer";
 
 #[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -40,12 +45,18 @@ pub async fn run(
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let model = SharedModel::new(ModelSpec::demo(args.rows_per_table));
-    let server = SimVtgate::start(model.clone(), "127.0.0.1:0")
+    let models: Vec<_> = (ModelSpec::local_example(args.rows_per_table).into_iter())
+        .map(SharedModel::new)
+        .collect();
+    let server = SimVtgate::start_keyspaces(models.clone(), "127.0.0.1:0", Default::default())
         .await
         .context("starting the simulated vtgate")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let writes = spawn_live_writes(model.clone(), f64::from(args.writes_per_sec), stop_rx);
+    // The write rate is shared by the keyspaces.
+    let rate = f64::from(args.writes_per_sec) / models.len() as f64;
+    let writes: Vec<_> = (models.iter())
+        .map(|model| spawn_live_writes(model.clone(), rate, stop_rx.clone()))
+        .collect();
     print_intro(&args, &server);
     let opts = demo_options(&args, &server.endpoint());
     let progress = Arc::new(Progress::default());
@@ -64,7 +75,10 @@ pub async fn run(
     let outcome = crate::commands::sync::run(opts, Arc::clone(&progress), stop).await;
     reporter.stop();
     let _ = stop_tx.send(true);
-    let written = writes.await.unwrap_or(0);
+    let mut written = 0;
+    for keyspace_writes in writes {
+        written += keyspace_writes.await.unwrap_or(0);
+    }
     server.shutdown().await;
     outcome?;
     let p = progress.snapshot();
@@ -80,7 +94,8 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
     SyncOptions {
         spec: StreamSpec {
             vtgate: endpoint.into(),
-            keyspace: "commerce".into(),
+            selection: Selection::parse(&[DEMO_KEYSPACES.into()], &[], &[])
+                .expect("the demo's keyspaces are valid names"),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,
             heartbeat_secs: 1,
@@ -103,11 +118,13 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
 fn print_intro(args: &DemoArgs, server: &SimVtgate) {
     let db = args.db.display();
     println!(
-        "vtmirror demo: a simulated 2-shard keyspace `commerce` ({} rows in each of customer, corder, accounts)\n\
-         served by a simulated vtgate at {}, with {} live transactions/s, mirrored into {db}.\n\
-         While it runs, try from another terminal:\n  \
-         sqlite3 {db} 'SELECT count(*) FROM customer'\n  \
-         sqlite3 {db} 'SELECT sum(balance) FROM accounts'   # constant: transfers are atomic\n  \
+        "vtmirror demo: two simulated keyspaces, as in Vitess's local example: `commerce` (unsharded:\n\
+         customer, corder, accounts) and `customer` (shards -80 and 80-: customer, corder), {} rows per\n\
+         table, served by a simulated vtgate at {}, with {} live transactions/s, mirrored into one\n\
+         file, {db}, whose tables are named keyspace.table. While it runs, try from another terminal:\n  \
+         sqlite3 {db} 'SELECT count(*) FROM \"customer.customer\"'\n  \
+         sqlite3 {db} 'SELECT sum(balance) FROM \"commerce.accounts\"'   # constant: transfers are atomic\n  \
+         sqlite3 {db} 'SELECT count(*) FROM \"commerce.customer\" c JOIN \"customer.customer\" o USING (customer_id)'\n  \
          sqlite3 {db} 'SELECT vgtid_json, copy_completed FROM _vtmirror_checkpoint'\n\
          Stop with Ctrl-C; running the demo again resumes from the stored checkpoint.\n",
         args.rows_per_table,

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::mirror::store::open_read_only;
+use crate::source::selection::source_flags;
 
 #[derive(Args, Debug, Clone)]
 pub struct SnapshotArgs {
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub bytes: u64,
     pub transactions: i64,
     pub copy_completed: bool,
+    /// The source label of the mirror (`Selection::label`), when it has one.
+    pub source: Option<String>,
 }
 
 /// Writes the snapshot; on any failure the partial output file is removed.
@@ -87,7 +90,9 @@ fn verify(target: &Path) -> Result<Snapshot> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .context("reading the snapshot's checkpoint")?;
+    let source = crate::mirror::metadata::source_label(&conn)?;
     Ok(Snapshot {
+        source,
         path: target.to_path_buf(),
         bytes: std::fs::metadata(target).map(|m| m.len()).unwrap_or(0),
         transactions,
@@ -105,11 +110,12 @@ pub fn run(args: &SnapshotArgs, out: &mut dyn std::io::Write) -> Result<()> {
     };
     writeln!(
         out,
-        "snapshot {} written ({}): {} source transactions, {copy}.\nResume it with: vtmirror sync --db {} --vtgate … --keyspace …",
+        "snapshot {} written ({}): {} source transactions, {copy}.\nResume it with: vtmirror sync --db {} --vtgate … {}",
         args.out.display(),
         crate::output::render::size(snap.bytes),
         crate::output::render::count(snap.transactions.max(0) as u64),
-        args.out.display()
+        args.out.display(),
+        snap.source.as_deref().map_or("--keyspace …".into(), source_flags)
     )
     .map_err(crate::output::render::output_error)
 }

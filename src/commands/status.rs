@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::mirror::naming::Naming;
 use anyhow::{Context, Result};
 use clap::Args;
 use rusqlite::{Connection, OptionalExtension};
@@ -95,14 +96,8 @@ fn read_tables(conn: &Connection, now: i64) -> Result<Status> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let cp = read_checkpoint(conn)?;
-    let keyspace = conn
-        .query_row(
-            "SELECT value FROM _vtmirror_identity WHERE key = 'keyspace'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .context("reading the mirror identity")?;
+    let keyspace = crate::mirror::metadata::source_label(conn)?;
+    let naming = Naming::of_label(keyspace.as_deref().unwrap_or_default());
     let newest = cp.event_time.max(heartbeat);
     let vgtid = cp.vgtid.unwrap_or_default();
     Ok(Status {
@@ -122,7 +117,7 @@ fn read_tables(conn: &Connection, now: i64) -> Result<Status> {
         last_heartbeat_time: (heartbeat > 0).then(|| format_utc(heartbeat, 0)),
         last_commit_at: cp.committed_at,
         checkpoint: positions(&vgtid),
-        copy: copy_progress(conn, &vgtid)?,
+        copy: copy_progress(conn, &vgtid, &naming)?,
     })
 }
 
@@ -184,7 +179,7 @@ fn positions(vgtid: &VGtid) -> Vec<ShardPosition> {
         .collect()
 }
 
-fn copy_progress(conn: &Connection, vgtid: &VGtid) -> Result<Vec<TableCopy>> {
+fn copy_progress(conn: &Connection, vgtid: &VGtid, naming: &Naming) -> Result<Vec<TableCopy>> {
     let mut stmt = conn.prepare(
         "SELECT table_name, shard, rows_copied, completed FROM _vtmirror_copy_state
          ORDER BY table_name, shard",
@@ -203,20 +198,20 @@ fn copy_progress(conn: &Connection, vgtid: &VGtid) -> Result<Vec<TableCopy>> {
         .context("reading _vtmirror_copy_state")?;
     for t in &mut tables {
         t.last_pk = (!t.done)
-            .then(|| last_pk(vgtid, &t.shard, &t.table))
+            .then(|| last_pk(vgtid, naming, &t.shard, &t.table))
             .flatten();
     }
     Ok(tables)
 }
 
-/// `col=value, …` of the table's last copied key on the shard, from the checkpoint.
-fn last_pk(vgtid: &VGtid, shard: &str, table: &str) -> Option<String> {
-    let entry = vgtid
-        .shard_gtids
-        .iter()
-        .filter(|s| s.shard == shard)
-        .flat_map(|s| &s.table_p_ks)
-        .find(|t| t.table_name == table)?;
+/// `col=value, …` of the table's last copied key on the shard (metadata key, mirror table
+/// name: `mirror::naming`), from the checkpoint.
+fn last_pk(vgtid: &VGtid, naming: &Naming, shard: &str, table: &str) -> Option<String> {
+    let entry = (vgtid.shard_gtids.iter())
+        .filter(|s| naming.shard(&s.keyspace, &s.shard) == shard)
+        .flat_map(|s| s.table_p_ks.iter().map(move |t| (&s.keyspace, t)))
+        .find(|(keyspace, t)| naming.table(keyspace, &t.table_name) == table)
+        .map(|(_, t)| t)?;
     let result = entry.lastpk.as_ref()?;
     let values = result.rows.first().map(row_texts).unwrap_or_default();
     let pairs: Vec<String> = result
@@ -296,7 +291,7 @@ pub fn text(s: &Status) -> String {
             size(s.file_bytes),
             size(s.wal_bytes)
         ),
-        format!("keyspace        {}", or_dash(&s.keyspace)),
+        format!("keyspace        {}", keyspace_text(s.keyspace.as_deref())),
         format!("state           {}{running}", s.state),
         format!("lag             {}", lag_text(s)),
         format!("last event      {}", or_dash(&s.last_event_time)),
@@ -327,6 +322,18 @@ pub fn text(s: &Status) -> String {
         lines.push(indent(&copy_table(&s.copy)));
     }
     lines.join("\n")
+}
+
+/// The source label, with what it means for table names and shards.
+fn keyspace_text(label: Option<&str>) -> String {
+    let Some(label) = label else {
+        return "-".into();
+    };
+    match (label.split_once('/'), Naming::of_label(label)) {
+        (Some((keyspace, shards)), _) => format!("{keyspace} (key range: shards {shards})"),
+        (None, Naming::Qualified) => format!("{label} (tables named keyspace.table)"),
+        (None, Naming::Bare(_)) => label.to_string(),
+    }
 }
 
 fn lag_text(s: &Status) -> String {

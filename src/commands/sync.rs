@@ -61,8 +61,8 @@ pub enum Outcome {
 impl SyncOptions {
     fn fresh_position(&self) -> VGtid {
         match &self.start {
-            StartFrom::Copy => checkpoint::fresh(&self.spec.keyspace, ""),
-            StartFrom::Current => checkpoint::fresh(&self.spec.keyspace, checkpoint::CURRENT),
+            StartFrom::Copy => self.spec.selection.fresh(""),
+            StartFrom::Current => self.spec.selection.fresh(checkpoint::CURRENT),
             StartFrom::Position(v) => v.clone(),
         }
     }
@@ -75,7 +75,7 @@ impl SyncOptions {
             .map(|r| serde_json::json!({"match": r.r#match, "filter": r.filter}))
             .collect();
         Identity {
-            keyspace: self.spec.keyspace.clone(),
+            keyspace: self.spec.selection.label(),
             filter: serde_json::Value::Array(rules).to_string(),
         }
     }
@@ -208,7 +208,7 @@ fn spawn_writer(
     let policy = opts.policy;
     let progress = Arc::clone(progress);
     let handle = std::thread::spawn(move || {
-        let start = match start_position(&mirror.conn, &fresh) {
+        let start = match start_position(&mirror.conn, &mirror.naming, &fresh) {
             Ok(start) => start,
             Err(e) => return (mirror, Err(e)),
         };
@@ -281,12 +281,21 @@ async fn stream(
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
+    if !start.resumed {
+        // A new mirror: flags naming what vtgate does not serve fail here, before the first
+        // commit (the file is then removed again, see `run`).
+        let checked = crate::source::catalog::check(&opts.spec, !copy_done);
+        tokio::select! {
+            r = checked => r?,
+            _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+        }
+    }
     tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
     let stall = opts
         .spec
         .stall_timeout()
         .unwrap_or(Duration::from_secs(3600));
-    let mut decoder = Decoder::new(&opts.spec.keyspace).starting_at(&start.vgtid);
+    let mut decoder = Decoder::new(&opts.spec.selection).starting_at(&start.vgtid);
     let request = opts.spec.request(start.vgtid);
     // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
     // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.

@@ -286,10 +286,19 @@ impl Writer {
                 self.commit()?;
             }
             Step::Heartbeat { event_time } => self.record_heartbeat(*event_time)?,
-            Step::Ddl { shard, ddl } => {
+            Step::Ddl {
+                keyspace,
+                shard,
+                ddl,
+            } => {
                 self.at_boundary = false;
                 self.begin()?;
-                crate::mirror::ddl::apply_source_ddl(&self.mirror.conn, shard, ddl)?;
+                let scope = crate::mirror::ddl::DdlScope {
+                    keyspace,
+                    shard,
+                    naming: &self.mirror.naming,
+                };
+                crate::mirror::ddl::apply_source_ddl(&self.mirror.conn, &scope, ddl)?;
                 // Table names or columns may have moved: reload the schema cache.
                 self.tables.clear();
                 self.load()?;

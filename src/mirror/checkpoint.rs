@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use prost::Message;
 use serde_json::{json, Value as Json};
 
+use crate::mirror::naming::Naming;
 use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
 
 /// Position value asking vtgate to start at the current binlog position.
@@ -39,8 +40,9 @@ pub fn fresh(keyspace: &str, gtid: &str) -> VGtid {
 }
 
 /// Parses a user-given position: `[{"keyspace":..,"shard":..,"gtid":..}]` or
-/// `{"shard_gtids":[...]}`; a missing keyspace means `default_keyspace`.
-pub fn from_json(text: &str, default_keyspace: &str) -> Result<VGtid> {
+/// `{"shard_gtids":[...]}`; a missing keyspace means `default_keyspace`, which a stream over
+/// several keyspaces does not have.
+pub fn from_json(text: &str, default_keyspace: Option<&str>) -> Result<VGtid> {
     let parsed: Json = serde_json::from_str(text).context("position is not valid JSON")?;
     let list = match &parsed {
         Json::Array(items) => items.clone(),
@@ -69,13 +71,13 @@ pub fn from_json(text: &str, default_keyspace: &str) -> Result<VGtid> {
         if lastpks.is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
             bail!("a position with table_p_ks cannot be given by hand; resume from the mirror");
         }
-        let keyspace = field(item, "keyspace")?;
+        let keyspace = match (field(item, "keyspace")?, default_keyspace) {
+            (named, _) if !named.is_empty() => named,
+            (_, Some(default)) => default.to_string(),
+            (_, None) => bail!("with several keyspaces, each position entry names its keyspace"),
+        };
         shard_gtids.push(ShardGtid {
-            keyspace: if keyspace.is_empty() {
-                default_keyspace.into()
-            } else {
-                keyspace
-            },
+            keyspace,
             shard: field(item, "shard")?,
             gtid: field(item, "gtid")?,
             table_p_ks: Vec::new(),
@@ -127,11 +129,13 @@ pub fn row_texts(row: &crate::source::proto::query::Row) -> Vec<Json> {
 
 /// What the mirror knows about an unfinished copy, used to build a safe resume position.
 pub struct CopyKnowledge<'a> {
-    /// (shard, table) pairs whose copy has started on that shard.
+    /// (shard key, mirror table) pairs whose copy has started on that shard.
     pub started: &'a BTreeSet<(String, String)>,
-    /// A last PK at or above every row the mirror holds for the table, or None when the
-    /// mirror holds no row of it.
+    /// A last PK at or above every row the mirror holds for the (mirror) table, or None when
+    /// the mirror holds no row of it.
     pub ceiling: &'a dyn Fn(&str) -> Option<TableLastPk>,
+    /// How the stored VGtid's keyspaces, shards and bare table names map to the mirror's.
+    pub naming: &'a Naming,
 }
 
 /// The position to request on restart.
@@ -149,20 +153,26 @@ pub fn resume_position(stored: &VGtid, copy_completed: bool, known: &CopyKnowled
         return stored.clone();
     }
     let mut out = stored.clone();
+    let naming = known.naming;
     for shard in &mut out.shard_gtids {
         if shard.gtid.is_empty() || shard.gtid == CURRENT {
             continue;
         }
+        let key = naming.shard(&shard.keyspace, &shard.shard);
         let listed: BTreeSet<String> = shard
             .table_p_ks
             .iter()
-            .map(|t| t.table_name.clone())
+            .map(|t| naming.table(&shard.keyspace, &t.table_name).into_owned())
             .collect();
         for (started_shard, table) in known.started {
-            if started_shard != &shard.shard || listed.contains(table) {
+            if *started_shard != key || listed.contains(table) {
                 continue;
             }
-            if let Some(ceiling) = (known.ceiling)(table) {
+            if let Some(mut ceiling) = (known.ceiling)(table) {
+                // The VGtid names the table as its keyspace knows it.
+                if let Some((_, bare)) = naming.split_table(table) {
+                    ceiling.table_name = bare.to_string();
+                }
                 shard.table_p_ks.push(ceiling);
             }
         }
@@ -231,6 +241,7 @@ mod tests {
         let known = CopyKnowledge {
             started: &started,
             ceiling: &ceiling,
+            naming: &Naming::Bare("ks".into()),
         };
         let resumed = resume_position(&stored, false, &known);
         let s0 = &resumed.shard_gtids[0];
@@ -264,6 +275,7 @@ mod tests {
             &CopyKnowledge {
                 started: &started,
                 ceiling: &ceiling,
+                naming: &Naming::Bare("ks".into()),
             },
         );
         assert_eq!(resumed.shard_gtids[0].gtid, "");
@@ -282,6 +294,7 @@ mod tests {
             &CopyKnowledge {
                 started: &started,
                 ceiling: &ceiling,
+                naming: &Naming::Bare("ks".into()),
             },
         );
         assert_eq!(resumed, stored);
@@ -292,17 +305,18 @@ mod tests {
         let printed = to_json(&VGtid {
             shard_gtids: vec![shard("-80", "MySQL56/u:1-5", &[])],
         });
-        let parsed = from_json(&printed.to_string(), "ks").unwrap();
+        let parsed = from_json(&printed.to_string(), Some("ks")).unwrap();
         assert_eq!(parsed.shard_gtids[0].gtid, "MySQL56/u:1-5");
     }
 
     #[test]
     fn user_positions_parse_from_the_seed_format() {
-        let v = from_json(r#"[ {"shard":"", "gtid":"current"} ]"#, "customer").unwrap();
+        let v = from_json(r#"[ {"shard":"", "gtid":"current"} ]"#, Some("customer")).unwrap();
         assert_eq!(v.shard_gtids[0].keyspace, "customer");
         assert_eq!(v.shard_gtids[0].gtid, "current");
         assert!(!is_positioned(&v));
-        assert!(from_json("{}", "k").is_err());
-        assert!(from_json("[1]", "k").is_err());
+        assert!(from_json("{}", Some("k")).is_err());
+        assert!(from_json("[1]", Some("k")).is_err());
+        assert!(from_json(r#"[{"shard":"0","gtid":"x"}]"#, None).is_err());
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 
 use crate::mirror::metadata;
+use crate::mirror::naming::Naming;
 use crate::mirror::schema::{check_table_name, quote, Layout};
 use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
 use crate::source::value::Storage;
@@ -104,29 +105,48 @@ fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) ->
         .with_context(|| format!("rebuilding table {table} for a changed source schema"))
 }
 
-/// Applies the table-level effect of a source DDL statement seen on `shard`, inside the
-/// writer's transaction (so it commits with the checkpoint that follows the DDL). Statements
-/// about tables the mirror does not hold are ignored; Vitess's internal tables are never
-/// mirrored, but online DDL moves tables through them (see `rename_tables`).
-pub fn apply_source_ddl(conn: &Connection, shard: &str, ddl: &SourceDdl) -> Result<()> {
+/// Where a source DDL statement ran: its shard (metadata key) and how the bare table names
+/// it mentions map to mirror tables (`mirror::naming`).
+pub struct DdlScope<'a> {
+    pub keyspace: &'a str,
+    pub shard: &'a str,
+    pub naming: &'a Naming,
+}
+
+impl DdlScope<'_> {
+    fn table(&self, bare: &str) -> String {
+        self.naming.table(self.keyspace, bare).into_owned()
+    }
+}
+
+/// Applies the table-level effect of a source DDL statement, inside the writer's transaction
+/// (so it commits with the checkpoint that follows the DDL). Statements about tables the
+/// mirror does not hold are ignored; Vitess's internal tables are never mirrored, but online
+/// DDL moves tables through them (see `rename_tables`).
+pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) -> Result<()> {
     match ddl {
         SourceDdl::Other => Ok(()),
-        SourceDdl::Unsupported { table, reason } => refuse_if_mirrored(conn, table, reason),
+        SourceDdl::Unsupported { table, reason } => {
+            refuse_if_mirrored(conn, &scope.table(table), reason)
+        }
         SourceDdl::DropTables(tables) => tables
             .iter()
             .filter(|t| !is_internal(t))
-            .try_for_each(|t| drop_table(conn, t)),
+            .try_for_each(|t| drop_table(conn, &scope.table(t))),
         SourceDdl::Truncate(table) => {
+            let table = &scope.table(table);
             if exists(conn, table)? {
                 conn.execute_batch(&format!("DELETE FROM {}", quote(table)))
                     .with_context(|| format!("truncating table {table}"))?;
             }
             Ok(())
         }
-        SourceDdl::RenameTables(pairs) => rename_tables(conn, shard, pairs),
-        SourceDdl::RenameColumn { table, from, to } => rename_column(conn, table, from, to),
+        SourceDdl::RenameTables(pairs) => rename_tables(conn, scope, pairs),
+        SourceDdl::RenameColumn { table, from, to } => {
+            rename_column(conn, &scope.table(table), from, to)
+        }
         SourceDdl::ShadowAlter { shadow, statement } => {
-            metadata::remember_shadow_ddl(conn, shard, shadow, statement)
+            metadata::remember_shadow_ddl(conn, scope.shard, shadow, statement)
         }
     }
 }
@@ -157,18 +177,18 @@ fn drop_table(conn: &Connection, table: &str) -> Result<()> {
 /// `vitess`) moves: a cut-over (`t` → `_vt_hld_…`, shadow `_vt_vrp_…` → `t`, …) swaps the
 /// altered shadow into the table's name, and a DROP TABLE moves the table aside for table GC
 /// (`t` → `_vt_…` alone), which for the mirror is the drop.
-fn rename_tables(conn: &Connection, shard: &str, pairs: &[(String, String)]) -> Result<()> {
+fn rename_tables(conn: &Connection, scope: &DdlScope, pairs: &[(String, String)]) -> Result<()> {
     for (i, (from, to)) in pairs.iter().enumerate() {
         match (is_internal(from), is_internal(to)) {
             (true, true) => {}
-            (false, false) => rename_table(conn, from, to)?,
-            (true, false) => cut_over(conn, shard, from, to)?,
+            (false, false) => rename_table(conn, &scope.table(from), &scope.table(to))?,
+            (true, false) => cut_over(conn, scope, from, to)?,
             (false, true) => {
                 let swapped = pairs[i + 1..]
                     .iter()
                     .any(|(f, t)| t == from && is_internal(f));
                 if !swapped {
-                    drop_table(conn, from)?;
+                    drop_table(conn, &scope.table(from))?;
                 }
             }
         }
@@ -195,7 +215,8 @@ fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
 
 /// The shadow's rows never reached the stream, so the table is only followed when every
 /// ALTER the shadow received is one the mirror can apply to the rows it holds.
-fn cut_over(conn: &Connection, shard: &str, shadow: &str, table: &str) -> Result<()> {
+fn cut_over(conn: &Connection, scope: &DdlScope, shadow: &str, bare: &str) -> Result<()> {
+    let (shard, table) = (scope.shard, &scope.table(bare));
     let statements = metadata::take_shadow_ddl(conn, shard, shadow)?;
     if !exists(conn, table)? {
         return Ok(());
@@ -209,7 +230,7 @@ fn cut_over(conn: &Connection, shard: &str, shadow: &str, table: &str) -> Result
         );
     }
     for statement in &statements {
-        apply_source_ddl(conn, shard, &retarget(statement, shadow, table))
+        apply_source_ddl(conn, scope, &retarget(statement, shadow, bare))
             .with_context(|| format!("online DDL cut-over of table {table}"))?;
     }
     Ok(())

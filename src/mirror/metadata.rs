@@ -10,6 +10,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::mirror::checkpoint;
+use crate::mirror::naming::Naming;
 use crate::mirror::schema::{quote, TableSchema};
 use crate::mirror::store::now_text;
 use crate::source::decode::ShardSchema;
@@ -109,6 +110,17 @@ pub fn started_copies(conn: &Connection) -> Result<BTreeSet<(String, String)>> {
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect::<rusqlite::Result<_>>()
         .context("reading copy state")
+}
+
+/// The source label the file was created for (`Selection::label`), if it has one.
+pub fn source_label(conn: &Connection) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT value FROM _vtmirror_identity WHERE key = 'keyspace'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .context("reading the mirror identity")
 }
 
 pub fn set_status(conn: &Connection, key: &str, value: &str) -> Result<()> {
@@ -250,7 +262,12 @@ pub fn ceiling(conn: &Connection, schema: &TableSchema) -> Result<Ceiling> {
 
 /// Forgets a table's copy so that it is copied again from scratch on every shard: its rows,
 /// its copy state and its entries in the stored checkpoint go, in one transaction.
-pub fn restart_table_copy(tx: &Connection, table: &str, stored: &mut VGtid) -> Result<()> {
+pub fn restart_table_copy(
+    tx: &Connection,
+    naming: &Naming,
+    table: &str,
+    stored: &mut VGtid,
+) -> Result<()> {
     tx.execute(&format!("DELETE FROM {}", quote(table)), [])
         .with_context(|| format!("clearing table {table} to copy it again"))?;
     tx.execute(
@@ -258,7 +275,10 @@ pub fn restart_table_copy(tx: &Connection, table: &str, stored: &mut VGtid) -> R
         [table],
     )?;
     for shard in &mut stored.shard_gtids {
-        shard.table_p_ks.retain(|t| t.table_name != table);
+        let keyspace = &shard.keyspace;
+        shard
+            .table_p_ks
+            .retain(|t| naming.table(keyspace, &t.table_name) != table);
     }
     save_checkpoint(tx, stored, 0, 0)
 }

@@ -18,6 +18,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod ddl;
 pub mod metadata;
+pub mod naming;
 pub mod resume;
 pub mod schema;
 pub mod store;

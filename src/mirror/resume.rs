@@ -8,7 +8,8 @@ use rusqlite::Connection;
 
 use crate::mirror::checkpoint::{resume_position, CopyKnowledge};
 use crate::mirror::metadata::{self, Ceiling};
-use crate::source::proto::binlogdata::{TableLastPk, VGtid};
+use crate::mirror::naming::Naming;
+use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
 
 /// Where the stream starts and what the mirror already holds.
 #[derive(Debug, Clone)]
@@ -21,7 +22,7 @@ pub struct Start {
 
 /// Computes the start position; may restart the copy of a table whose keys SQLite cannot
 /// order like MySQL (one transaction: rows, copy state and checkpoint entries together).
-pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
+pub fn start_position(conn: &Connection, naming: &Naming, fresh: &VGtid) -> Result<Start> {
     let stored = metadata::load_checkpoint(conn)?;
     let Some(mut vgtid) = stored.vgtid else {
         return Ok(Start {
@@ -40,7 +41,7 @@ pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
     let mut started = metadata::started_copies(conn)?;
     let fields = metadata::load_fields(conn)?;
     let mut ceilings: BTreeMap<String, TableLastPk> = BTreeMap::new();
-    for table in tables_needing_ceiling(&vgtid, &started) {
+    for table in tables_needing_ceiling(&vgtid, &started, naming) {
         let Some(schema) = fields.get(&table).and_then(|s| s.values().next()) else {
             continue;
         };
@@ -52,7 +53,7 @@ pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
             Ceiling::Unordered => {
                 tracing::warn!(table = %table, "copy interrupted; copying this table again from scratch");
                 let tx = conn.unchecked_transaction()?;
-                metadata::restart_table_copy(&tx, &table, &mut vgtid)?;
+                metadata::restart_table_copy(&tx, naming, &table, &mut vgtid)?;
                 tx.commit()
                     .with_context(|| format!("restarting the copy of table {table}"))?;
                 started.retain(|(_, t)| t != &table);
@@ -63,6 +64,7 @@ pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
     let known = CopyKnowledge {
         started: &started,
         ceiling: &ceiling,
+        naming,
     };
     Ok(Start {
         vgtid: resume_position(&vgtid, false, &known),
@@ -72,15 +74,18 @@ pub fn start_position(conn: &Connection, fresh: &VGtid) -> Result<Start> {
 }
 
 /// Tables whose copy started on some shard that no longer lists them in `table_p_ks`.
-fn tables_needing_ceiling(vgtid: &VGtid, started: &BTreeSet<(String, String)>) -> BTreeSet<String> {
+fn tables_needing_ceiling(
+    vgtid: &VGtid,
+    started: &BTreeSet<(String, String)>,
+    naming: &Naming,
+) -> BTreeSet<String> {
+    let listed = |s: &ShardGtid, shard: &str, table: &str| {
+        naming.shard(&s.keyspace, &s.shard) == shard
+            && (s.table_p_ks.iter()).any(|t| naming.table(&s.keyspace, &t.table_name) == table)
+    };
     started
         .iter()
-        .filter(|(shard, table)| {
-            !vgtid
-                .shard_gtids
-                .iter()
-                .any(|s| &s.shard == shard && s.table_p_ks.iter().any(|t| &t.table_name == table))
-        })
+        .filter(|(shard, table)| !vgtid.shard_gtids.iter().any(|s| listed(s, shard, table)))
         .map(|(_, table)| table.clone())
         .collect()
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use crate::mirror::naming::Naming;
+
 /// Migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_metadata.sql"),
@@ -25,6 +27,7 @@ pub enum Durability {
 /// What a mirror file is a copy of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The source label (`Selection::label`): `commerce`, `a,b`, `*` or `things/-80`.
     pub keyspace: String,
     /// Canonical JSON of the filter rules.
     pub filter: String,
@@ -33,6 +36,8 @@ pub struct Identity {
 /// The mirror opened for syncing: the only writer of the file while it lives.
 pub struct Mirror {
     pub conn: Connection,
+    /// How the file names tables and shards (from the identity's keyspace label).
+    pub naming: Naming,
     _lock: File,
 }
 
@@ -109,7 +114,11 @@ impl Mirror {
         migrate(&conn, db)?;
         check_metadata(&conn, db)?;
         check_identity(&conn, identity, db)?;
-        Ok(Mirror { conn, _lock: lock })
+        Ok(Mirror {
+            conn,
+            naming: Naming::of_label(&identity.keyspace),
+            _lock: lock,
+        })
     }
 }
 
@@ -117,7 +126,9 @@ impl Mirror {
     /// Closes a mirror this sync created and never committed to, and removes its files, so
     /// that a sync that failed at once leaves nothing behind.
     pub fn discard(self, db: &Path) -> Result<()> {
-        let Mirror { conn, _lock: lock } = self;
+        let Mirror {
+            conn, _lock: lock, ..
+        } = self;
         conn.close()
             .map_err(|(_, e)| e)
             .context("closing the unused mirror")?;

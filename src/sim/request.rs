@@ -1,14 +1,17 @@
 //! Validation of a VStreamRequest the way vtgate (`resolveParams`) and vttablet
 //! (`uvstreamer.init`/`buildTablePlan`/`setStreamStartPosition`) do it, producing the start
-//! state of every shard stream.
+//! state of every shard stream. A request may name several keyspaces (or all of them, or a
+//! `/regex` over their names); every shard is then checked against its own keyspace's model,
+//! so the filter and `tables_to_copy` apply in every keyspace.
 
 use tonic::Status;
 
 use super::events::lastpk_value;
 use super::filter::TableFilter;
 use super::gtid::{parse_position, PositionError};
+use super::keyspaces::sorted_names;
 use super::model::{Model, Shard};
-use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
+use crate::source::proto::binlogdata::{Filter, Rule, ShardGtid, TableLastPk, VGtid};
 use crate::source::proto::vtgate::{VStreamFlags, VStreamRequest};
 
 /// How one shard stream starts.
@@ -30,7 +33,9 @@ pub enum StartMode {
 /// One resolved shard of the stream.
 #[derive(Debug, Clone)]
 pub struct ShardStart {
-    /// Index of the shard in the model.
+    /// Index of the shard's keyspace among the served keyspaces.
+    pub keyspace: usize,
+    /// Index of the shard in its keyspace's model.
     pub model_index: usize,
     /// Start mode.
     pub mode: StartMode,
@@ -39,7 +44,7 @@ pub struct ShardStart {
 /// The resolved request.
 #[derive(Debug, Clone)]
 pub struct StreamSetup {
-    /// The stream's VGtid as vtgate holds it (every shard, as requested).
+    /// The stream's VGtid as vtgate holds it (every shard of every keyspace, as requested).
     pub vgtid: VGtid,
     /// One entry per element of `vgtid.shard_gtids`.
     pub shards: Vec<ShardStart>,
@@ -53,14 +58,14 @@ fn resolve_err(msg: String) -> Status {
     Status::invalid_argument(format!("failed to resolve vstream parameters: {msg}"))
 }
 
-/// Resolves and validates `req` against the model.
-pub fn resolve(req: &VStreamRequest, model: &Model) -> Result<StreamSetup, Status> {
+/// Resolves and validates `req` against the served keyspaces (`models`, locked).
+pub fn resolve(req: &VStreamRequest, models: &[&Model]) -> Result<StreamSetup, Status> {
     let filter = TableFilter::new(req.filter.as_ref())?;
     let flags = req.flags.clone().unwrap_or_default();
-    let vgtid = expand_vgtid(req.vgtid.as_ref(), model)?;
+    let (vgtid, keyspaces) = expand_vgtid(req.vgtid.as_ref(), models)?;
     let mut shards = Vec::with_capacity(vgtid.shard_gtids.len());
-    for sgtid in &vgtid.shard_gtids {
-        shards.push(resolve_shard(sgtid, model, &filter, &flags)?);
+    for (sgtid, k) in vgtid.shard_gtids.iter().zip(keyspaces) {
+        shards.push(resolve_shard(sgtid, models[k], k, &filter, &flags)?);
     }
     Ok(StreamSetup {
         vgtid,
@@ -70,84 +75,105 @@ pub fn resolve(req: &VStreamRequest, model: &Model) -> Result<StreamSetup, Statu
     })
 }
 
-/// vtgate's `resolveParams`: keyspace wildcards and `shard: ""` expansion.
-fn expand_vgtid(vgtid: Option<&VGtid>, model: &Model) -> Result<VGtid, Status> {
-    let ks = &model.spec.keyspace;
-    let input = vgtid.map(|v| v.shard_gtids.as_slice()).unwrap_or_default();
-    if input.is_empty() {
-        return Err(resolve_err(
-            "vgtid must have at least one value with a starting position in ShardGtids".into(),
-        ));
-    }
-    let mut list: Vec<ShardGtid> = input.to_vec();
-    if let [only] = input {
-        if only.keyspace.is_empty() {
-            if only.gtid != "current" {
-                return Err(resolve_err(format!(
-                    "for an empty keyspace, the Gtid value must be 'current': {vgtid:?}"
-                )));
-            }
-            list = vec![ShardGtid {
-                keyspace: ks.clone(),
-                gtid: "current".into(),
-                ..ShardGtid::default()
-            }];
-        } else if only.keyspace.starts_with('/') {
-            let re = TableFilter::new(Some(&crate::source::proto::binlogdata::Filter {
-                rules: vec![crate::source::proto::binlogdata::Rule {
-                    r#match: only.keyspace.clone(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }))?;
-            list = if re.matches(ks) {
-                vec![ShardGtid {
-                    keyspace: ks.clone(),
-                    gtid: only.gtid.clone(),
-                    ..ShardGtid::default()
-                }]
-            } else {
-                Vec::new()
-            };
-        }
-    }
+/// vtgate's `resolveParams`: the all-keyspaces and keyspace-regex forms, then `shard: ""`
+/// expansion. Returns the VGtid and, per entry, the index of its keyspace in `models`.
+fn expand_vgtid(vgtid: Option<&VGtid>, models: &[&Model]) -> Result<(VGtid, Vec<usize>), Status> {
     let mut out = VGtid::default();
-    for sgtid in list {
-        if sgtid.keyspace != *ks {
-            // vtgate v24's text and code (UNKNOWN, which alone would read as retryable).
-            let ks = &sgtid.keyspace;
-            return Err(Status::unknown(format!(
-                "failed to resolve vstream parameters: failed to get shards in keyspace {ks}: \
-                 keyspace {ks} fetch error: node doesn't exist: keyspaces/{ks}/SrvKeyspace"
-            )));
-        }
-        if !sgtid.shard.is_empty() {
-            out.shard_gtids.push(sgtid);
-            continue;
-        }
-        if sgtid.gtid != "current" && !sgtid.gtid.is_empty() {
+    let mut keyspaces = Vec::new();
+    for sgtid in requested_keyspaces(vgtid, models)? {
+        if sgtid.shard.is_empty() && sgtid.gtid != "current" && !sgtid.gtid.is_empty() {
             return Err(resolve_err(format!(
                 "if shards are unspecified, the Gtid value must be 'current' or empty; got: {vgtid:?}"
             )));
         }
-        for shard in &model.shards {
+        let Some(k) = models
+            .iter()
+            .position(|m| m.spec.keyspace == sgtid.keyspace)
+        else {
+            return Err(unknown_keyspace(&sgtid.keyspace));
+        };
+        if !sgtid.shard.is_empty() {
+            out.shard_gtids.push(sgtid);
+            keyspaces.push(k);
+            continue;
+        }
+        for shard in &models[k].shards {
             out.shard_gtids.push(ShardGtid {
-                keyspace: ks.clone(),
+                keyspace: sgtid.keyspace.clone(),
                 shard: shard.name.clone(),
                 gtid: sgtid.gtid.clone(),
                 table_p_ks: Vec::new(),
             });
+            keyspaces.push(k);
         }
     }
     if out.shard_gtids.is_empty() {
         return Err(resolve_err(format!("no keyspace matches {vgtid:?}")));
     }
-    Ok(out)
+    Ok((out, keyspaces))
+}
+
+/// The request's entries, with its one-entry forms replaced by one entry per keyspace: empty
+/// keyspace (gtid must be "current": every keyspace) or `/regex` (every matching keyspace).
+fn requested_keyspaces(vgtid: Option<&VGtid>, models: &[&Model]) -> Result<Vec<ShardGtid>, Status> {
+    let input = vgtid.map(|v| v.shard_gtids.as_slice()).unwrap_or_default();
+    match input {
+        [] => Err(resolve_err(
+            "vgtid must have at least one value with a starting position in ShardGtids".into(),
+        )),
+        [only] if only.keyspace.is_empty() => {
+            if only.gtid != "current" {
+                return Err(resolve_err(format!(
+                    "for an empty keyspace, the Gtid value must be 'current': {vgtid:?}"
+                )));
+            }
+            Ok(every_keyspace(models, |_| true, "current"))
+        }
+        [only] if only.keyspace.starts_with('/') => {
+            let re = keyspace_regex(&only.keyspace)?;
+            Ok(every_keyspace(models, |ks| re.matches(ks), &only.gtid))
+        }
+        _ => Ok(input.to_vec()),
+    }
+}
+
+/// One `shard: ""` entry with `gtid` per served keyspace that `wanted`, in vtgate's order
+/// (keyspace names sorted).
+fn every_keyspace(models: &[&Model], wanted: impl Fn(&str) -> bool, gtid: &str) -> Vec<ShardGtid> {
+    sorted_names(models)
+        .into_iter()
+        .filter(|(ks, _)| wanted(ks))
+        .map(|(keyspace, _)| ShardGtid {
+            keyspace,
+            gtid: gtid.to_string(),
+            ..ShardGtid::default()
+        })
+        .collect()
+}
+
+/// A `/regex` over keyspace names (matched like a filter rule's table regex).
+fn keyspace_regex(pattern: &str) -> Result<TableFilter, Status> {
+    TableFilter::new(Some(&Filter {
+        rules: vec![Rule {
+            r#match: pattern.to_string(),
+            ..Rule::default()
+        }],
+        ..Filter::default()
+    }))
+}
+
+/// vtgate v24's text and code (UNKNOWN, which alone would read as retryable).
+fn unknown_keyspace(ks: &str) -> Status {
+    Status::unknown(format!(
+        "failed to resolve vstream parameters: failed to get shards in keyspace {ks}: \
+         keyspace {ks} fetch error: node doesn't exist: keyspaces/{ks}/SrvKeyspace"
+    ))
 }
 
 fn resolve_shard(
     sgtid: &ShardGtid,
     model: &Model,
+    keyspace: usize,
     filter: &TableFilter,
     flags: &VStreamFlags,
 ) -> Result<ShardStart, Status> {
@@ -159,13 +185,13 @@ fn resolve_shard(
         )));
     };
     let shard = &model.shards[model_index];
+    let start = |mode| ShardStart {
+        keyspace,
+        model_index,
+        mode,
+    };
     let pos = match sgtid.gtid.as_str() {
-        "current" => {
-            return Ok(ShardStart {
-                model_index,
-                mode: StartMode::Current,
-            })
-        }
+        "current" => return Ok(start(StartMode::Current)),
         "" => None,
         gtid => Some(check_position(gtid, shard, &sgtid.keyspace)?),
     };
@@ -182,7 +208,7 @@ fn resolve_shard(
     } else {
         StartMode::Replicate(pos.unwrap_or_default())
     };
-    Ok(ShardStart { model_index, mode })
+    Ok(start(mode))
 }
 
 fn tablet_err(shard: &Shard, ks: &str, msg: &str) -> Status {

@@ -109,6 +109,29 @@ impl ModelSpec {
         }
     }
 
+    /// Two keyspaces like Vitess's local example, each with `rows_per_table` initial rows per
+    /// table: `commerce`, unsharded (shard `0`), tables `customer`, `corder`, `accounts`, seed
+    /// 42; and `customer`, shards `-80` and `80-`, tables `customer` and `corder`, seed 43.
+    /// Both have a table `customer` on purpose (one name, two keyspaces).
+    pub fn local_example(rows_per_table: usize) -> Vec<ModelSpec> {
+        vec![
+            Self {
+                keyspace: "commerce".to_string(),
+                shards: 1,
+                tables: vec![customer_table(), corder_table(), accounts_table()],
+                seed: 42,
+                initial_rows: rows_per_table,
+            },
+            Self {
+                keyspace: "customer".to_string(),
+                shards: 2,
+                tables: vec![customer_table(), corder_table()],
+                seed: 43,
+                initial_rows: rows_per_table,
+            },
+        ]
+    }
+
     /// Shard names for the configured shard count.
     pub fn shard_names(&self) -> Vec<String> {
         let names: &[&str] = match self.shards {

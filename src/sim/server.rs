@@ -1,4 +1,4 @@
-//! The tonic server: `vtgateservice.Vitess/VStream` over the shared model.
+//! The tonic server: `vtgateservice.Vitess/VStream` and `Execute` over the served keyspaces.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,19 +12,23 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use super::execute::execute;
 use super::faults::Faults;
+use super::keyspaces::{refs, Keyspaces};
 use super::request::resolve;
 use super::security::{Security, StaticAuthCheck};
 use super::shared::SharedModel;
 use super::stream::{Stream, StreamEnv, StreamOptions};
 use crate::source::proto::topodata::TabletType;
-use crate::source::proto::vtgate::{VStreamRequest, VStreamResponse};
+use crate::source::proto::vtgate::{
+    ExecuteRequest, ExecuteResponse, VStreamRequest, VStreamResponse,
+};
 use crate::source::proto::vtgateservice::vitess_server::{Vitess, VitessServer};
 
-/// The VStream service (usable with any tonic `Server`).
+/// The VStream and Execute service (usable with any tonic `Server`).
 #[derive(Clone)]
 pub struct SimService {
-    model: Arc<SharedModel>,
+    keyspaces: Keyspaces,
     faults: Arc<Faults>,
     opts: StreamOptions,
     requests: Arc<Mutex<Vec<VStreamRequest>>>,
@@ -52,25 +56,39 @@ impl Vitess for SimService {
         }
         let (tx, rx) = mpsc::channel(4);
         let env = StreamEnv {
-            model: self.model.clone(),
+            keyspaces: self.keyspaces.clone(),
             faults: self.faults.clone(),
             opts: self.opts,
             shutdown: self.shutdown.clone(),
         };
         let stream = {
-            let model = self.model.lock();
-            let setup = resolve(&req, &model)?;
-            Stream::new(setup, &model, env, tx)
+            let guards = self.keyspaces.lock_all();
+            let models = refs(&guards);
+            let setup = resolve(&req, &models)?;
+            Stream::new(setup, &models, env, tx)
         };
         tokio::spawn(stream.run());
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    /// SHOW VITESS_SHARDS and SHOW TABLES FROM; errors in-band. Not recorded in `requests()`.
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let req = request.into_inner();
+        let response = {
+            let guards = self.keyspaces.lock_all();
+            execute(&req, &refs(&guards))
+        };
+        Ok(Response::new(response))
     }
 }
 
 /// A running simulated vtgate.
 pub struct SimVtgate {
     addr: SocketAddr,
-    model: Arc<SharedModel>,
+    keyspaces: Keyspaces,
     faults: Arc<Faults>,
     requests: Arc<Mutex<Vec<VStreamRequest>>>,
     stop_streams: watch::Sender<bool>,
@@ -81,22 +99,32 @@ pub struct SimVtgate {
 }
 
 impl SimVtgate {
-    /// Binds `addr` (e.g. "127.0.0.1:0") and serves with default stream options.
+    /// Binds `addr` (e.g. "127.0.0.1:0") and serves one keyspace with default stream options.
     pub async fn start(model: Arc<SharedModel>, addr: &str) -> anyhow::Result<Self> {
         Self::start_with(model, addr, StreamOptions::default()).await
     }
 
-    /// Binds `addr` and serves with the given stream options.
+    /// Binds `addr` and serves one keyspace with the given stream options.
     pub async fn start_with(
         model: Arc<SharedModel>,
         addr: &str,
         opts: StreamOptions,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        Self::serve(model, listener, opts)
+        Self::start_keyspaces(vec![model], addr, opts).await
     }
 
-    /// Serves on an already bound listener.
+    /// Binds `addr` and serves several keyspaces (one model each, distinct keyspace names)
+    /// in one server and one VStream.
+    pub async fn start_keyspaces(
+        models: Vec<Arc<SharedModel>>,
+        addr: &str,
+        opts: StreamOptions,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Self::serve_keyspaces(models, listener, opts, Security::default())
+    }
+
+    /// Serves one keyspace on an already bound listener.
     pub fn serve(
         model: Arc<SharedModel>,
         listener: TcpListener,
@@ -105,19 +133,31 @@ impl SimVtgate {
         Self::serve_secured(model, listener, opts, Security::default())
     }
 
-    /// Serves on an already bound listener with TLS and/or static auth.
+    /// Serves one keyspace on an already bound listener with TLS and/or static auth.
     pub fn serve_secured(
         model: Arc<SharedModel>,
         listener: TcpListener,
         opts: StreamOptions,
         security: Security,
     ) -> anyhow::Result<Self> {
+        Self::serve_keyspaces(vec![model], listener, opts, security)
+    }
+
+    /// Serves several keyspaces (one model each, distinct keyspace names, at least one) on an
+    /// already bound listener, with TLS and/or static auth (which covers every RPC).
+    pub fn serve_keyspaces(
+        models: Vec<Arc<SharedModel>>,
+        listener: TcpListener,
+        opts: StreamOptions,
+        security: Security,
+    ) -> anyhow::Result<Self> {
+        let keyspaces = Keyspaces::new(models)?;
         let addr = listener.local_addr()?;
         let faults = Arc::new(Faults::default());
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (stop_streams, shutdown) = watch::channel(false);
         let service = SimService {
-            model: model.clone(),
+            keyspaces: keyspaces.clone(),
             faults: faults.clone(),
             opts,
             requests: requests.clone(),
@@ -145,7 +185,7 @@ impl SimVtgate {
         ));
         Ok(Self {
             addr,
-            model,
+            keyspaces,
             faults,
             requests,
             stop_streams,
@@ -167,9 +207,19 @@ impl SimVtgate {
         format!("{scheme}://{}", self.addr)
     }
 
-    /// The model served.
+    /// The model of the first keyspace served.
     pub fn model(&self) -> Arc<SharedModel> {
-        self.model.clone()
+        self.keyspaces.first().clone()
+    }
+
+    /// The model of keyspace `name`, if served.
+    pub fn keyspace(&self, name: &str) -> Option<Arc<SharedModel>> {
+        self.keyspaces.get(name).cloned()
+    }
+
+    /// Every keyspace's model, in the order given.
+    pub fn models(&self) -> Vec<Arc<SharedModel>> {
+        self.keyspaces.all().to_vec()
     }
 
     /// Every VStreamRequest received so far, in order (as received: tablet_type not mapped).

@@ -47,6 +47,7 @@ enum Phase {
 /// The per-shard cursor.
 #[derive(Debug)]
 pub struct ShardStream {
+    keyspace: usize,
     model_index: usize,
     vgtid_index: usize,
     src: Source,
@@ -80,6 +81,7 @@ impl ShardStream {
             }
         };
         Self {
+            keyspace: start.keyspace,
             model_index: start.model_index,
             vgtid_index,
             src,
@@ -87,6 +89,11 @@ impl ShardStream {
             phase,
             fields_sent: HashSet::new(),
         }
+    }
+
+    /// Index of this shard's keyspace: `next_unit` must be given that keyspace's model.
+    pub fn keyspace(&self) -> usize {
+        self.keyspace
     }
 
     /// Whether `replay` can move this cursor back one transaction (it starts at a position).
@@ -97,7 +104,8 @@ impl ShardStream {
         }
     }
 
-    /// The next unit of events, or None when this shard has nothing to send now.
+    /// The next unit of events, or None when this shard has nothing to send now (`model` is
+    /// this shard's keyspace).
     pub fn next_unit(
         &mut self,
         model: &Model,

@@ -1,6 +1,6 @@
-//! One VStream: merges the shard streams (round robin between units, never inside one),
-//! packs units into VStreamResponses, sends heartbeats when idle, and applies faults,
-//! throttling and shutdown.
+//! One VStream: merges the shard streams of every keyspace it serves (round robin between
+//! units, never inside one), packs units into VStreamResponses, sends heartbeats when idle,
+//! and applies faults, throttling and shutdown.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,10 +12,10 @@ use tonic::Status;
 use super::events::{heartbeat, size, Source};
 use super::faults::{AfterInjection, Faults};
 use super::filter::TableFilter;
+use super::keyspaces::{any_changed, mark_seen, refs, Keyspaces};
 use super::model::Model;
 use super::request::StreamSetup;
 use super::shard_stream::{BatchLimits, ShardStream};
-use super::shared::SharedModel;
 use crate::source::proto::binlogdata::{VEvent, VGtid};
 use crate::source::proto::vtgate::VStreamResponse;
 
@@ -47,7 +47,7 @@ impl Default for StreamOptions {
 /// What every shard cursor shares: vtgate's VGtid for the stream, the filter, copy progress.
 #[derive(Debug)]
 pub struct StreamState {
-    /// The stream's VGtid (all shards, updated as events are produced).
+    /// The stream's VGtid (all shards of all keyspaces, updated as events are produced).
     pub vgtid: VGtid,
     /// Table filter.
     pub filter: TableFilter,
@@ -69,7 +69,7 @@ type Tx = mpsc::Sender<Result<VStreamResponse, Status>>;
 
 /// A running VStream.
 pub struct Stream {
-    model: Arc<SharedModel>,
+    keyspaces: Keyspaces,
     faults: Arc<Faults>,
     opts: StreamOptions,
     state: StreamState,
@@ -85,8 +85,8 @@ pub struct Stream {
 
 /// Everything a stream needs besides its request.
 pub struct StreamEnv {
-    /// The model.
-    pub model: Arc<SharedModel>,
+    /// The served keyspaces (the stream reads those its request names).
+    pub keyspaces: Keyspaces,
     /// Faults.
     pub faults: Arc<Faults>,
     /// Knobs.
@@ -96,12 +96,16 @@ pub struct StreamEnv {
 }
 
 impl Stream {
-    /// Builds the shard cursors for a resolved request (call with the model locked).
-    pub fn new(setup: StreamSetup, model: &Model, env: StreamEnv, tx: Tx) -> Self {
+    /// Builds the shard cursors for a resolved request (call with every keyspace locked:
+    /// `models` as in `env.keyspaces`).
+    pub fn new(setup: StreamSetup, models: &[&Model], env: StreamEnv, tx: Tx) -> Self {
         let replay_at = setup
             .shards
             .iter()
-            .position(|s| ShardStream::can_replay(s, model.shards[s.model_index].purged))
+            .position(|s| {
+                let purged = models[s.keyspace].shards[s.model_index].purged;
+                ShardStream::can_replay(s, purged)
+            })
             .filter(|_| env.faults.take_replay());
         let bare = setup.flags.exclude_keyspace_from_table_name;
         let shards = setup
@@ -109,6 +113,7 @@ impl Stream {
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                let model = models[s.keyspace];
                 let src = Source {
                     keyspace: model.spec.keyspace.clone(),
                     shard: model.shards[s.model_index].name.clone(),
@@ -135,7 +140,7 @@ impl Stream {
             copy_completed: BTreeSet::new(),
         };
         Self {
-            model: env.model,
+            keyspaces: env.keyspaces,
             faults: env.faults,
             opts: env.opts,
             state,
@@ -158,10 +163,10 @@ impl Stream {
     }
 
     async fn run_inner(&mut self) -> Result<(), End> {
-        let mut changes = self.model.subscribe();
+        let mut changes = self.keyspaces.subscribe_all();
         loop {
             self.check_alive()?;
-            changes.borrow_and_update();
+            mark_seen(&mut changes);
             let units = self.produce().map_err(End::Fail)?;
             if units.is_empty() {
                 self.wait_idle(&mut changes).await?;
@@ -185,15 +190,18 @@ impl Stream {
         }
     }
 
-    /// Round robin over shards, one unit per shard per turn, up to one packet of bytes.
+    /// Round robin over the shards of every keyspace, one unit per shard per turn, up to one
+    /// packet of bytes (all keyspaces locked: each unit reads one consistent state).
     fn produce(&mut self) -> Result<Vec<Vec<VEvent>>, Status> {
-        let model = self.model.lock();
+        let guards = self.keyspaces.lock_all();
+        let models = refs(&guards);
         let n = self.shards.len();
         let (mut out, mut bytes, mut idle) = (Vec::new(), 0usize, 0usize);
         while n > 0 && idle < n && bytes < self.opts.packet_bytes {
             let i = self.rr % n;
             self.rr = self.rr.wrapping_add(1);
-            match self.shards[i].next_unit(&model, &mut self.state)? {
+            let model = models[self.shards[i].keyspace()];
+            match self.shards[i].next_unit(model, &mut self.state)? {
                 Some(unit) => {
                     bytes += unit.iter().map(size).sum::<usize>();
                     out.push(unit);
@@ -205,7 +213,7 @@ impl Stream {
         Ok(out)
     }
 
-    async fn wait_idle(&mut self, changes: &mut watch::Receiver<u64>) -> Result<(), End> {
+    async fn wait_idle(&mut self, changes: &mut [watch::Receiver<u64>]) -> Result<(), End> {
         enum Woke {
             Change,
             Heartbeat,
@@ -216,7 +224,7 @@ impl Stream {
         let hb_at = self.heartbeat.map(|d| self.last_send + d);
         let age_at = self.deadline.map(|(t, _)| t);
         let woke = tokio::select! {
-            r = changes.changed() => if r.is_ok() { Woke::Change } else { Woke::Gone },
+            alive = any_changed(changes) => if alive { Woke::Change } else { Woke::Gone },
             _ = sleep_until(hb_at) => Woke::Heartbeat,
             _ = sleep_until(age_at) => Woke::Tick,
             r = self.shutdown.changed() => if r.is_ok() { Woke::Tick } else { Woke::Shutdown },

@@ -4,24 +4,29 @@
 //! violation is an error naming the table, never a panic. Values are converted to SQLite
 //! values here, on the async side, so the writer thread only binds and executes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use crate::mirror::naming::Naming;
 use crate::mirror::schema::{bare_table_name, TableSchema};
 use crate::source::ddl_statement::is_internal;
 use crate::source::position_check::PositionCheck;
 use crate::source::proto::binlogdata::{FieldEvent, VEventType, VGtid};
 use crate::source::proto::query::Row;
 use crate::source::proto::vstream_events::{Event, RowChange, RowEvent};
+use crate::source::selection::Selection;
 use crate::source::value::{to_sql, Raw, Value};
 
 /// A table schema as one shard streams it.
 #[derive(Debug, PartialEq)]
 pub struct ShardSchema {
     pub keyspace: String,
+    /// The shard's key in the mirror's metadata (`mirror::naming`: the shard name, or
+    /// `keyspace/shard` in a several-keyspace mirror).
     pub shard: String,
+    /// `table` is the mirror table name (`keyspace.table` in a several-keyspace mirror).
     pub schema: TableSchema,
 }
 
@@ -59,12 +64,16 @@ pub enum Step {
         /// Binlog time of the transaction in seconds (0 during copy).
         event_time: i64,
     },
-    /// A source DDL statement's table-level effect (column changes come as FIELD events).
+    /// A source DDL statement's table-level effect (column changes come as FIELD events);
+    /// the statement names bare tables of `keyspace`.
     Ddl {
+        keyspace: String,
+        /// Shard key, as in `ShardSchema`.
         shard: String,
         ddl: crate::source::ddl_statement::SourceDdl,
     },
     ShardCopyCompleted {
+        /// Shard key, as in `ShardSchema`.
         shard: String,
     },
     CopyCompleted,
@@ -74,11 +83,13 @@ pub enum Step {
 }
 
 /// Decoder state for one stream (a reconnect starts a new one: FIELDs are re-sent).
-#[derive(Default)]
 pub struct Decoder {
-    keyspace: String,
-    /// shard → table → schema (nested so a lookup borrows the event's names, no allocation).
-    schemas: HashMap<String, HashMap<String, Arc<ShardSchema>>>,
+    naming: Naming,
+    /// Mirror tables to keep when `--tables` chose tables of several keyspaces.
+    kept: Option<BTreeSet<String>>,
+    /// keyspace → shard → bare table → schema (nested so a lookup borrows the event's names,
+    /// no allocation).
+    schemas: HashMap<String, HashMap<String, HashMap<String, Arc<ShardSchema>>>>,
     in_transaction: bool,
     pending: Option<VGtid>,
     last_event_time: i64,
@@ -88,12 +99,36 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(keyspace: &str) -> Self {
+    pub fn new(selection: &Selection) -> Self {
         Decoder {
-            keyspace: keyspace.to_string(),
-            position: PositionCheck::new(keyspace),
-            ..Default::default()
+            naming: selection.naming(),
+            kept: selection.kept_tables(),
+            schemas: HashMap::new(),
+            in_transaction: false,
+            pending: None,
+            last_event_time: 0,
+            position: PositionCheck::new(&selection.keyspaces),
+            events_left: 0,
         }
+    }
+
+    /// The keyspace an event belongs to: vtgate names it on every event; a one-keyspace
+    /// mirror also accepts events that do not.
+    fn keyspace_of<'a>(&'a self, named: &'a [u8]) -> Result<&'a str> {
+        match (name(named, "keyspace")?, &self.naming) {
+            ("", Naming::Bare(keyspace)) => Ok(keyspace),
+            ("", Naming::Qualified) => {
+                bail!("an event of a several-keyspace stream names no keyspace")
+            }
+            (keyspace, _) => Ok(keyspace),
+        }
+    }
+
+    /// True when `--tables` chose tables of several keyspaces and not this one.
+    fn left_out(&self, keyspace: &str, table: &str) -> bool {
+        self.kept
+            .as_ref()
+            .is_some_and(|kept| !kept.contains(self.naming.table(keyspace, table).as_ref()))
     }
 
     /// Checks the stream's VGTIDs against the position it was started from.
@@ -117,7 +152,7 @@ impl Decoder {
         Ok(())
     }
 
-    pub fn decode(&mut self, event: Event, out: &mut Vec<Step>) -> Result<()> {
+    pub fn decode(&mut self, mut event: Event, out: &mut Vec<Step>) -> Result<()> {
         if event.timestamp > 0 {
             self.last_event_time = event.timestamp;
         }
@@ -134,22 +169,21 @@ impl Decoder {
                 self.pending = Some(vgtid);
             }
             VEventType::Field => {
-                let fe = event
-                    .field_event
-                    .context("FIELD event carries no field_event")?;
-                if let Some(schema) = self.field(name(&event.shard, "shard")?, *fe)? {
+                let fe =
+                    (event.field_event.take()).context("FIELD event carries no field_event")?;
+                if let Some(schema) = self.field(&event, *fe)? {
                     out.push(Step::Schema(schema));
                 }
             }
             VEventType::Row => {
-                let re = event.row_event.context("ROW event carries no row_event")?;
+                let re = (event.row_event.take()).context("ROW event carries no row_event")?;
                 if !self.in_transaction {
                     bail!(
                         "ROW event for table {} outside a transaction",
                         String::from_utf8_lossy(&re.table_name)
                     );
                 }
-                self.rows(&event.shard, re, event.timestamp == 0, out)?;
+                self.rows(&event, re, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
                 if !self.in_transaction {
@@ -158,8 +192,11 @@ impl Decoder {
                 self.end(EndKind::Commit, out);
             }
             VEventType::Ddl => {
+                let keyspace = self.keyspace_of(&event.keyspace)?;
+                let shard = self.naming.shard(keyspace, name(&event.shard, "shard")?);
                 out.push(Step::Ddl {
-                    shard: name(&event.shard, "shard")?.to_string(),
+                    shard: shard.into_owned(),
+                    keyspace: keyspace.to_string(),
                     ddl: crate::source::ddl_statement::parse(&event.statement),
                 });
                 self.end(EndKind::Ddl, out)
@@ -205,34 +242,43 @@ impl Decoder {
         if event.keyspace.is_empty() && event.shard.is_empty() {
             out.push(Step::CopyCompleted);
         } else {
+            let keyspace = self.keyspace_of(&event.keyspace)?;
+            let shard = self.naming.shard(keyspace, name(&event.shard, "shard")?);
             out.push(Step::ShardCopyCompleted {
-                shard: name(&event.shard, "shard")?.to_string(),
+                shard: shard.into_owned(),
             });
         }
         Ok(())
     }
 
-    fn field(&mut self, event_shard: &str, fe: FieldEvent) -> Result<Option<Arc<ShardSchema>>> {
-        if fe.is_internal_table || is_internal(bare_table_name(&fe.table_name, &self.keyspace)) {
+    fn field(&mut self, event: &Event, fe: FieldEvent) -> Result<Option<Arc<ShardSchema>>> {
+        let keyspace = if fe.keyspace.is_empty() {
+            self.keyspace_of(&event.keyspace)?
+        } else {
+            &fe.keyspace
+        };
+        let bare = bare_table_name(&fe.table_name, keyspace);
+        if fe.is_internal_table || is_internal(bare) || self.left_out(keyspace, bare) {
             return Ok(None);
         }
         let shard = if fe.shard.is_empty() {
-            event_shard
+            name(&event.shard, "shard")?
         } else {
             &fe.shard
         };
-        let table = bare_table_name(&fe.table_name, &self.keyspace).to_string();
+        let table = self.naming.table(keyspace, bare);
         let schema = TableSchema::from_fields(&table, &fe.fields, fe.enum_set_string_values)
             .with_context(|| format!("reading FIELD event of table {table}"))?;
         let schema = Arc::new(ShardSchema {
-            keyspace: self.keyspace.clone(),
-            shard: shard.to_string(),
+            keyspace: keyspace.to_string(),
+            shard: self.naming.shard(keyspace, shard).into_owned(),
             schema,
         });
-        self.schemas
-            .entry(shard.to_string())
+        let (keyspace, shard, bare) = (keyspace.to_string(), shard.to_string(), bare.to_string());
+        (self.schemas.entry(keyspace).or_default())
+            .entry(shard)
             .or_default()
-            .insert(table, Arc::clone(&schema));
+            .insert(bare, Arc::clone(&schema));
         Ok(Some(schema))
     }
 
@@ -240,28 +286,27 @@ impl Decoder {
     /// of the same shard schema and phase: vttablet sends one ROW event per copied row (and
     /// per binlog rows event), so this turns ~2000 events into one step the writer applies
     /// with one statement lookup. Order is kept: only consecutive events merge.
-    fn rows(
-        &mut self,
-        event_shard: &[u8],
-        re: RowEvent,
-        copied: bool,
-        out: &mut Vec<Step>,
-    ) -> Result<()> {
+    fn rows(&mut self, event: &Event, re: RowEvent, out: &mut Vec<Step>) -> Result<()> {
         if re.is_internal_table {
             return Ok(());
         }
+        let copied = event.timestamp == 0;
         // The row event names its shard (vtgate fills it in); the event's is the fallback.
         let shard = if re.shard.is_empty() {
-            event_shard
+            &event.shard
         } else {
             &re.shard
         };
         let shard = name(shard, "shard")?;
-        let table = bare_table_name(name(&re.table_name, "table name")?, &self.keyspace);
-        let Some(schema) = self.schemas.get(shard).and_then(|tables| tables.get(table)) else {
-            // Internal tables' FIELD events were skipped (`field`); asked only here, off the
-            // path every mirrored row takes.
-            if is_internal(table) {
+        let keyspace = self.keyspace_of(&event.keyspace)?;
+        let table = bare_table_name(name(&re.table_name, "table name")?, keyspace);
+        let found = (self.schemas.get(keyspace))
+            .and_then(|shards| shards.get(shard))
+            .and_then(|tables| tables.get(table));
+        let Some(schema) = found else {
+            // Internal and left-out tables' FIELD events were skipped (`field`); asked only
+            // here, off the path every mirrored row takes.
+            if is_internal(table) || self.left_out(keyspace, table) {
                 return Ok(());
             }
             bail!("ROW event for table {table} on shard {shard} arrived before its FIELD event");

@@ -1,6 +1,7 @@
 use super::*;
 use crate::source::proto::binlogdata::{FieldEvent, RowChange, RowEvent, ShardGtid, VEvent, VGtid};
 use crate::source::proto::query::Field;
+use crate::source::selection::Selection;
 
 fn field(name: &str, t: i32, flags: u32) -> Field {
     let charset = if t == 6165 { 255 } else { 63 };
@@ -85,7 +86,7 @@ fn vgtid_event(gtid: &str) -> VEvent {
 }
 
 fn run(events: Vec<VEvent>) -> Result<Vec<Step>> {
-    let mut d = Decoder::new("ks");
+    let mut d = Decoder::new(&Selection::keyspace("ks"));
     let mut out = Vec::new();
     for e in events {
         d.decode(e.try_into()?, &mut out)?;
@@ -277,7 +278,7 @@ fn a_vgtid_failing_the_position_check_never_becomes_a_checkpoint() {
             table_p_ks: vec![],
         }],
     };
-    let mut d = Decoder::new("ks").starting_at(&start);
+    let mut d = Decoder::new(&Selection::keyspace("ks")).starting_at(&start);
     let backwards = vgtid_event("MySQL56/3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8");
     let e = d
         .decode(backwards.try_into().unwrap(), &mut Vec::new())

@@ -11,11 +11,13 @@
 //! GTID set backwards, a value that does not parse for its type) becomes a definite error
 //! before a step is sent, so the writer only ever sees whole, checked transactions.
 
+pub mod catalog;
 pub mod ddl_statement;
 pub mod decode;
 pub mod gtid_set;
 pub mod position_check;
 pub mod proto;
+pub mod selection;
 pub mod transport;
 pub mod value;
 pub mod vstream;

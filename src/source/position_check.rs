@@ -1,6 +1,6 @@
-//! Checks every VGTID event before it can become the checkpoint: it names only the mirrored
-//! keyspace; its shards cover the same key range as the stream's shards so far, without
-//! overlap; and each shard's GTID set contains the one it had before.
+//! Checks every VGTID event before it can become the checkpoint: it names only mirrored
+//! keyspaces, the same ones throughout; each keyspace's shards cover the same key range as its
+//! shards so far, without overlap; and each shard's GTID set contains the one it had before.
 //!
 //! The shard set may change: after a reshard vtgate swaps the old shards for the new ones
 //! in the next VGTID without telling the client (it does not forward JOURNAL events), and
@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 
 use crate::source::gtid_set::GtidSet;
-use crate::source::proto::binlogdata::VGtid;
+use crate::source::proto::binlogdata::{ShardGtid, VGtid};
+use crate::source::selection::Keyspaces;
 
 /// One bound of a key range: hex keyspace-id bytes without trailing zero bytes.
 type Bound = Vec<u8>;
@@ -25,30 +26,31 @@ struct KeyRange {
 }
 
 /// The stream's position as the VGTID events so far told it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PositionCheck {
-    keyspace: String,
-    /// Shard → GTID of the last accepted VGTID (or of the start position).
-    shards: BTreeMap<String, String>,
+    keyspaces: Keyspaces,
+    /// Keyspace → shard → GTID of the last accepted VGTID (or of the start position).
+    shards: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl PositionCheck {
-    pub fn new(keyspace: &str) -> Self {
+    pub fn new(keyspaces: &Keyspaces) -> Self {
         PositionCheck {
-            keyspace: keyspace.to_string(),
+            keyspaces: keyspaces.clone(),
             shards: BTreeMap::new(),
         }
     }
 
     /// Takes the start position as the baseline when it names concrete shards (a fresh
-    /// start names none: vtgate resolves the keyspace's shards itself).
+    /// start names none: vtgate resolves the keyspaces' shards itself).
     pub fn starting_at(&mut self, start: &VGtid) {
-        if start.shard_gtids.iter().all(|s| !s.shard.is_empty()) {
-            self.shards = start
-                .shard_gtids
-                .iter()
-                .map(|s| (s.shard.clone(), s.gtid.clone()))
-                .collect();
+        let concrete = |s: &ShardGtid| !s.shard.is_empty() && !s.keyspace.starts_with('/');
+        if !start.shard_gtids.is_empty() && start.shard_gtids.iter().all(concrete) {
+            self.shards.clear();
+            for s in &start.shard_gtids {
+                (self.shards.entry(s.keyspace.clone()).or_default())
+                    .insert(s.shard.clone(), s.gtid.clone());
+            }
         }
     }
 
@@ -57,44 +59,77 @@ impl PositionCheck {
         if next.shard_gtids.is_empty() {
             bail!("VGTID event names no shard");
         }
-        let mut shards = BTreeMap::new();
+        let mut keyspaces: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for s in &next.shard_gtids {
-            if s.keyspace != self.keyspace {
+            if !self.keyspaces.contains(&s.keyspace) {
                 bail!(
-                    "VGTID event names keyspace {:?}, but this mirror streams keyspace {:?}",
+                    "VGTID event names keyspace {:?}, but this mirror streams keyspace {}",
                     s.keyspace,
-                    self.keyspace
+                    self.keyspaces.label()
                 );
             }
+            let shards = keyspaces.entry(s.keyspace.clone()).or_default();
             if shards.insert(s.shard.clone(), s.gtid.clone()).is_some() {
-                bail!("VGTID event names shard {:?} twice", s.shard);
-            }
-        }
-        // Nearly every VGTID (one per transaction) names the same shards as the one before:
-        // their key ranges were checked then.
-        if !shards.keys().eq(self.shards.keys()) {
-            let covered = coverage(shards.keys())?;
-            if !self.shards.is_empty() && covered != coverage(self.shards.keys())? {
                 bail!(
-                    "VGTID event names shards {} where the stream had {}: not the same key range, so not a reshard",
-                    names(&shards),
-                    names(&self.shards)
+                    "VGTID event names shard {:?} of keyspace {} twice",
+                    s.shard,
+                    s.keyspace
                 );
             }
         }
-        for (shard, gtid) in &shards {
-            if let Some(before) = self.shards.get(shard) {
-                check_forwards(shard, before, gtid)?;
-            }
+        if !self.shards.is_empty() && !keyspaces.keys().eq(self.shards.keys()) {
+            bail!(
+                "VGTID event names keyspaces [{}] where the stream had [{}]",
+                list(keyspaces.keys()),
+                list(self.shards.keys())
+            );
         }
-        self.shards = shards;
+        for (keyspace, shards) in &keyspaces {
+            let before = self.shards.get(keyspace);
+            check_keyspace(keyspace, before, shards)?;
+        }
+        self.shards = keyspaces;
         Ok(())
     }
 }
 
-fn names(shards: &BTreeMap<String, String>) -> String {
-    let list: Vec<&str> = shards.keys().map(String::as_str).collect();
-    format!("[{}]", list.join(", "))
+/// One keyspace's shards in a VGTID event against the ones the stream had.
+fn check_keyspace(
+    keyspace: &str,
+    before: Option<&BTreeMap<String, String>>,
+    shards: &BTreeMap<String, String>,
+) -> Result<()> {
+    let before = before.filter(|b| !b.is_empty());
+    // Nearly every VGTID (one per transaction) names the same shards as the one before:
+    // their key ranges were checked then.
+    if before.is_none_or(|b| !shards.keys().eq(b.keys())) {
+        let covered = coverage(shards.keys()).context("VGTID event")?;
+        if let Some(before) = before {
+            if covered != coverage(before.keys())? {
+                bail!(
+                    "VGTID event names shards [{}] of keyspace {keyspace} where the stream had [{}]: not the same key range, so not a reshard",
+                    list(shards.keys()),
+                    list(before.keys())
+                );
+            }
+        }
+    }
+    for (shard, gtid) in shards {
+        if let Some(old) = before.and_then(|b| b.get(shard)) {
+            check_forwards(shard, old, gtid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a `--shards` list whose key ranges overlap or are not key ranges.
+pub fn check_disjoint_shards(shards: &[String]) -> Result<()> {
+    coverage(shards.iter()).map_err(|e| anyhow::anyhow!("--shards {}: {e:#}", shards.join(",")))?;
+    Ok(())
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names.map(String::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// A shard's new GTID set must contain its previous one (other flavors are not compared).
@@ -126,7 +161,7 @@ fn coverage<'a>(shards: impl Iterator<Item = &'a String>) -> Result<Vec<KeyRange
     for (range, name) in ranges {
         match merged.last_mut() {
             Some(last) if last.end.as_ref().is_none_or(|end| range.start < *end) => {
-                bail!("VGTID event names shards {last_name} and {name}, whose key ranges overlap")
+                bail!("shards {last_name} and {name} have overlapping key ranges")
             }
             Some(last) if last.end.as_ref() == Some(&range.start) => last.end = range.end,
             _ => merged.push(range),
@@ -139,7 +174,7 @@ fn coverage<'a>(shards: impl Iterator<Item = &'a String>) -> Result<Vec<KeyRange
 /// `-80` → [min, 0x80); `80-` → [0x80, max); a name without `-` (`0`) is the whole range.
 fn key_range(shard: &str) -> Result<KeyRange> {
     if shard.is_empty() {
-        bail!("VGTID event names an empty shard");
+        bail!("an empty shard name is not a key range");
     }
     let Some((start, end)) = shard.split_once('-') else {
         return Ok(KeyRange {

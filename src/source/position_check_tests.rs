@@ -22,7 +22,7 @@ fn at(n: u64) -> String {
 }
 
 fn check_after(first: &VGtid, next: &VGtid) -> Result<()> {
-    let mut check = PositionCheck::new("ks");
+    let mut check = PositionCheck::new(&Keyspaces::Named(vec!["ks".into()]));
     check.accept(first)?;
     check.accept(next)
 }
@@ -86,12 +86,12 @@ fn a_gtid_set_going_backwards_is_refused() {
 
 #[test]
 fn the_start_position_is_the_baseline_unless_it_names_no_shard() {
-    let mut check = PositionCheck::new("ks");
+    let mut check = PositionCheck::new(&Keyspaces::Named(vec!["ks".into()]));
     check.starting_at(&vgtid("ks", &[("-80", &at(5)), ("80-", &at(5))]));
     assert!(check
         .accept(&vgtid("ks", &[("-80", &at(4)), ("80-", &at(6))]))
         .is_err());
-    let mut fresh = PositionCheck::new("ks");
+    let mut fresh = PositionCheck::new(&Keyspaces::Named(vec!["ks".into()]));
     fresh.starting_at(&vgtid("ks", &[("", "")]));
     fresh
         .accept(&vgtid("ks", &[("-80", ""), ("80-", "")]))

@@ -6,11 +6,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tonic::Streaming;
 
+use crate::mirror::naming::Naming;
 use crate::source::proto::binlogdata::{Filter, Rule, VGtid};
 use crate::source::proto::topodata::TabletType;
 use crate::source::proto::vstream_events;
 use crate::source::proto::vtgate::{VStreamFlags, VStreamRequest, VStreamResponse};
 use crate::source::proto::vtrpc::CallerId;
+use crate::source::selection::Selection;
 use crate::source::transport::{Vtgate, VtgateClient, VtgateGrpc};
 
 pub use crate::source::transport::{
@@ -22,7 +24,8 @@ pub use crate::source::transport::{
 pub struct StreamSpec {
     /// Address, TLS and credentials.
     pub vtgate: Vtgate,
-    pub keyspace: String,
+    /// Keyspaces, shards and tables of the mirror.
+    pub selection: Selection,
     pub rules: Vec<Rule>,
     pub tablet_type: TabletType,
     pub heartbeat_secs: u32,
@@ -35,7 +38,8 @@ pub struct StreamSpec {
 /// The stream flags `sync` and `tail` share, as given on the command line.
 pub struct StreamFlags<'a> {
     pub vtgate: Vtgate,
-    pub keyspace: &'a str,
+    pub keyspaces: &'a [String],
+    pub shards: &'a [String],
     pub tables: &'a [String],
     pub rules: &'a [String],
     pub tablet_type: &'a str,
@@ -53,11 +57,12 @@ impl StreamSpec {
                 "table {table:?}: Vitess cannot stream a table whose name contains a backtick"
             );
         }
-        check_keyspace_name(flags.keyspace)?;
+        let selection = Selection::parse(flags.keyspaces, flags.shards, flags.tables)?;
+        let rules = selection_rules(&selection, flags.rules);
         Ok(StreamSpec {
             vtgate: flags.vtgate,
-            keyspace: flags.keyspace.to_string(),
-            rules: rules(flags.tables, flags.rules),
+            selection,
+            rules,
             tablet_type: parse_tablet_type(flags.tablet_type)?,
             heartbeat_secs: flags.heartbeat_secs,
             caller_id: flags.caller_id.map(str::to_string),
@@ -143,24 +148,6 @@ pub async fn open_event_stream(
         .into_inner())
 }
 
-/// A keyspace name as Vitess allows it (`topo.ValidateKeyspaceName`): 1–64 letters, digits,
-/// `-` and `_`. Patterns (`*`, `/.*`) would reach vtgate as a name it cannot find, or as a
-/// request for several keyspaces, which one mirror file does not hold.
-pub fn check_keyspace_name(name: &str) -> Result<()> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !valid {
-        anyhow::bail!(
-            "--keyspace {name:?} is not a keyspace name: give one keyspace, named with letters, \
-             digits, '-' and '_' (patterns such as '*' or '/.*' are not accepted)"
-        );
-    }
-    Ok(())
-}
-
 /// Parses `primary|replica|rdonly`.
 pub fn parse_tablet_type(text: &str) -> Result<TabletType> {
     match text.to_ascii_lowercase().as_str() {
@@ -198,6 +185,36 @@ fn with_online_ddl_rule(rules: &[Rule]) -> Vec<Rule> {
         rules.push(table_rule(ONLINE_DDL_RULE, ""));
     }
     rules
+}
+
+/// The filter rules of a selection: its tables, then `--rule` arguments; none = every table.
+pub fn selection_rules(selection: &Selection, rule_args: &[String]) -> Vec<Rule> {
+    match selection.naming() {
+        Naming::Bare(_) => rules(&selection.tables, rule_args),
+        // A rule applies in every keyspace of the stream, and vttablet refuses a plain table
+        // name its keyspace lacks: name the tables by exact-match patterns instead (the
+        // decoder keeps only the keyspaces' chosen tables).
+        Naming::Qualified => rules(&exact_patterns(&selection.bare_tables()), rule_args),
+    }
+}
+
+/// `/^name$/` patterns matching exactly these table names (Go regexp syntax, which vttablet
+/// uses: punctuation is escaped with a backslash).
+fn exact_patterns(tables: &[String]) -> Vec<String> {
+    tables
+        .iter()
+        .map(|t| {
+            let mut pattern = String::from("/^");
+            for c in t.chars() {
+                if c.is_ascii_punctuation() && c != '_' {
+                    pattern.push('\\');
+                }
+                pattern.push(c);
+            }
+            pattern.push('$');
+            pattern
+        })
+        .collect()
 }
 
 /// Filter rules from `--tables a,b` and `--rule MATCH[=FILTER]`; none = every table.
@@ -247,7 +264,7 @@ mod tests {
     fn caller_id_and_heartbeat_are_sent() {
         let spec = StreamSpec {
             vtgate: Vtgate::from("x:1"),
-            keyspace: "ks".into(),
+            selection: Selection::keyspace("ks"),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,
             heartbeat_secs: 5,
@@ -266,14 +283,11 @@ mod tests {
     }
 
     #[test]
-    fn a_keyspace_pattern_or_odd_name_is_refused_before_connecting() {
-        for bad in ["", "*", "/.*", "comm erce", "a.b", &"k".repeat(65)] {
-            let err = check_keyspace_name(bad).unwrap_err().to_string();
-            assert!(err.contains("is not a keyspace name"), "{bad:?}: {err}");
-        }
-        for good in ["commerce", "customer_2", "lookup-ks", "KS9"] {
-            check_keyspace_name(good).unwrap();
-        }
+    fn several_keyspaces_name_tables_by_exact_patterns() {
+        let p = exact_patterns(&["corder".into(), "a.b$".into()]);
+        assert_eq!(p, vec!["/^corder$".to_string(), "/^a\\.b\\$$".to_string()]);
+        let r = rules(&p, &[]);
+        assert_eq!(r[0].filter, "", "a pattern needs no SELECT");
     }
 
     #[test]

@@ -221,7 +221,8 @@ fn vttestserver_copies_every_large_row_every_time() {
 #[test]
 fn an_unknown_keyspace_stops_at_once_and_writes_nothing() {
     let Some(c) = cluster("") else { return };
-    for keyspace in ["nosuchks", "*"] {
+    // ('*' is every keyspace since several keyspaces share one mirror: tests/e2e/keyspaces.rs.)
+    for keyspace in ["nosuchks", "comm erce"] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("typo.db");
         let started = Instant::now();

@@ -1,5 +1,6 @@
 //! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
-//! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers.
+//! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
+//! several keyspaces in one mirror and key-range mirrors.
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
@@ -8,6 +9,7 @@ mod support;
 mod ddl;
 mod fidelity;
 mod identifiers;
+mod keyspaces;
 mod online_ddl;
 mod reshard;
 mod types;

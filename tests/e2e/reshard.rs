@@ -1,13 +1,26 @@
 //! Seed 000 against a real cluster (etcd, vtctld, vttablets, vtgate): `vtmirror sync` keeps
 //! running while keyspace `customer` is resharded 0 → -80,80-. Needs
-//! `scripts/vitess-local.sh up-reshard` (shard 0 only); drives the reshard itself.
+//! `scripts/vitess-local.sh up-reshard` (shard 0 only); drives the reshard itself. Alongside,
+//! a mirror of every keyspace (`customer` and `onlineddl`, tables named `keyspace.table`)
+//! follows the same reshard from the primaries while `onlineddl` is written, SIGKILLed in its
+//! copy, after the switch and at the end.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::vitess::{assert_same, cluster, sync_process, sync_until_caught_up};
+use crate::support::vitess::{
+    assert_mirror_holds, assert_same, checkpoint_shards, cluster, run_sql, seed_rows, sync_process,
+    sync_until_caught_up, Cleanup, Cluster, KillOnDrop, Naming, Part, WriteTarget, Writer,
+};
 use mysql::prelude::Queryable;
+use vtmirror::mirror::schema::quote;
+
+/// The mirror of every keyspace streams from the primaries: a replica's schema learns the
+/// `onlineddl` table created here only at its next reload.
+const EVERY: [&str; 2] = ["--tablet-type", "primary"];
+/// Rows seeded in this test's table in keyspace `onlineddl`, `ksr_items`.
+const ODL_ROWS: i64 = 300;
 
 fn script(step: &str) {
     let started = Instant::now();
@@ -35,11 +48,16 @@ fn insert_customers(conn: &mut mysql::Conn, ids: std::ops::Range<i64>) {
     }
 }
 
-fn mirrored_count(db: &Path, min_id: i64) -> i64 {
+/// Customers from `min_id` in the mirror's `table` (`customer`, or `customer.customer` in the
+/// mirror of every keyspace).
+fn mirrored_count(db: &Path, table: &str, min_id: i64) -> i64 {
     rusqlite::Connection::open(db)
         .and_then(|c| {
             c.query_row(
-                "SELECT count(*) FROM customer WHERE customer_id >= ?1",
+                &format!(
+                    "SELECT count(*) FROM {} WHERE customer_id >= ?1",
+                    quote(table)
+                ),
                 [min_id],
                 |r| r.get(0),
             )
@@ -47,24 +65,61 @@ fn mirrored_count(db: &Path, min_id: i64) -> i64 {
         .unwrap_or(0)
 }
 
-fn wait_for_rows(db: &Path, min_id: i64, want: i64) {
+/// Waits for `want` customers from `min_id`; `alive` fails the test when the sync ended.
+fn wait_for_rows(db: &Path, table: &str, min_id: i64, want: i64, mut alive: impl FnMut()) {
     let deadline = Instant::now() + Duration::from_secs(180);
-    while mirrored_count(db, min_id) < want {
+    while mirrored_count(db, table, min_id) < want {
+        alive();
         assert!(
             Instant::now() < deadline,
-            "rows from id {min_id} did not arrive"
+            "rows from id {min_id} did not arrive in {table} of {}",
+            db.display()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn stored_shards(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let bytes: Vec<u8> = conn
-        .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
-        .unwrap();
-    let vgtid = vtmirror::mirror::checkpoint::decode(&bytes).unwrap();
-    vgtid.shard_gtids.iter().map(|s| s.shard.clone()).collect()
+    checkpoint_shards(db).into_iter().map(|(_, s)| s).collect()
+}
+
+/// `onlineddl.ksr_items`, seeded, and a writer changing it until stopped.
+fn write_onlineddl(c: &Cluster) -> Writer {
+    let mut conn = c.sql("onlineddl");
+    run_sql(
+        &mut conn,
+        &[
+            "DROP TABLE IF EXISTS ksr_items",
+            "CREATE TABLE ksr_items (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(64))",
+        ],
+    );
+    let columns = ("id", "name");
+    seed_rows(&mut conn, "ksr_items", columns, 1..=ODL_ROWS, "seed-");
+    let target = WriteTarget::new("onlineddl", "ksr_items", columns, 1..=ODL_ROWS, 10_000);
+    Writer::start(c, &[target])
+}
+
+/// The mirror of every keyspace, started (again) on `db`.
+fn start_every(grpc: &str, db: &Path) -> KillOnDrop {
+    KillOnDrop(sync_process(grpc, "*", db, &EVERY))
+}
+
+/// Catches the mirror of every keyspace up and asserts it equals the source keyspace by
+/// keyspace, its checkpoint on the new shards of `customer`.
+fn every_keyspace_equals_the_source(c: &Cluster, db: &Path, customers: usize) {
+    let (ok, err) = sync_until_caught_up(&c.grpc, "*", db, &EVERY);
+    assert!(ok, "the mirror of every keyspace failed to catch up: {err}");
+    let parts = [Part::whole("customer"), Part::whole("onlineddl")];
+    let counts = assert_mirror_holds(c, db, Naming::Qualified, &parts);
+    assert_eq!(counts["customer.customer"], customers, "{counts:?}");
+    assert!(counts["onlineddl.ksr_items"] > 0, "{counts:?}");
+    assert_eq!(
+        checkpoint_shards(db),
+        [("customer", "-80"), ("customer", "80-"), ("onlineddl", "0")]
+            .map(|(k, s)| (k.to_string(), s.to_string())),
+        "the checkpoint moved to the new shards of customer"
+    );
+    println!("mirror of every keyspace equals the source: {counts:?}");
 }
 
 /// `vtmirror tail --format json` from "current", writing to `out`.
@@ -184,10 +239,20 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
     let mut conn = c.sql("customer");
     conn.query_drop("DELETE FROM customer").unwrap();
     insert_customers(&mut conn, 1..201);
+    let _cleanup = Cleanup::new(&c).then("onlineddl", "DROP TABLE IF EXISTS ksr_items");
+    let writer = write_onlineddl(&c);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("customer.db");
     let mut sync = sync_process(&c.grpc, "customer", &db, &["--tablet-type", "replica"]);
-    wait_for_rows(&db, 1, 200);
+    let every = dir.path().join("every.db");
+    let mut every_sync = start_every(&c.grpc, &every);
+    std::thread::sleep(Duration::from_millis(1_000));
+    every_sync.sigkill("in its copy");
+    every_sync = start_every(&c.grpc, &every);
+    wait_for_rows(&db, "customer", 1, 200, || {});
+    wait_for_rows(&every, "customer.customer", 1, 200, || {
+        every_sync.assert_running("before the reshard")
+    });
     assert_eq!(stored_shards(&db), vec!["0"]);
     let (before_a, before_b) = (dir.path().join("pre-a.db"), dir.path().join("pre-b.db"));
     backup(&db, &before_a);
@@ -199,7 +264,12 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
 
     script("reshard");
     insert_customers(&mut conn, 1_000..1_100);
-    wait_for_rows(&db, 1_000, 100);
+    wait_for_rows(&db, "customer", 1_000, 100, || {});
+    wait_for_rows(&every, "customer.customer", 1_000, 100, || {
+        every_sync.assert_running("through the reshard")
+    });
+    every_sync.sigkill("after the switch");
+    every_sync = start_every(&c.grpc, &every);
     check_status_while_syncing(&db);
     std::thread::sleep(Duration::from_secs(2));
     tail.kill().unwrap();
@@ -219,6 +289,11 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
     sync.kill().unwrap();
     sync.wait().unwrap();
     assert_eq!(assert_same(&mut conn, &db, "customer", 1), 300);
+    let rounds = writer.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    every_sync.sigkill("after the writes");
+    println!("onlineddl writer: {rounds} rounds");
+    every_keyspace_equals_the_source(&c, &every, 300);
 
     // While shard 0 exists, a pre-reshard checkpoint replays it and switches by itself.
     let (ok, err) = sync_until_caught_up(
@@ -248,5 +323,9 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
         vec!["0"],
         "the mirror is left untouched"
     );
-    assert_eq!(mirrored_count(&before_b, 1), 200);
+    assert_eq!(mirrored_count(&before_b, "customer", 1), 200);
+
+    // The mirror of every keyspace resumes on the new shards once shard 0 is gone.
+    insert_customers(&mut conn, 2_000..2_010);
+    every_keyspace_equals_the_source(&c, &every, 310);
 }

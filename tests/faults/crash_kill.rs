@@ -7,7 +7,9 @@
 //!
 //! Phase of a kill: for a named point, where the writer says it was; for a random kill, the
 //! `phase` the mirror stored with its last commit (`_vtmirror_status`).
-//! Tunable: VTMIRROR_CRASH_KILLS (default 60), VTMIRROR_CRASH_SEED, VTMIRROR_CRASH_ROUND_KILLS.
+//! The same kills run against a mirror of two keyspaces (Vitess's local example).
+//! Tunable: VTMIRROR_CRASH_KILLS (default 60), VTMIRROR_CRASH_KEYSPACES_KILLS (default 30),
+//! VTMIRROR_CRASH_SEED, VTMIRROR_CRASH_ROUND_KILLS.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -46,9 +48,34 @@ fn env_number(name: &str, default: u64) -> u64 {
 const PHASES: [&str; 3] = ["copy", "catch-up", "replication"];
 const HOWS: [&str; 4] = ["random", "before-commit", "after-commit", "mid-batch"];
 
-fn spawn_sync(endpoint: &str, db: &Path, crash_at: Option<&str>, log: &Path) -> Child {
+/// The source under test: one keyspace or several behind one simulated vtgate.
+struct Scene<'a> {
+    models: &'a [Arc<SharedModel>],
+    server: &'a SimVtgate,
+    /// The `--keyspace` value: `commerce` or `commerce,customer`.
+    keyspace: &'a str,
+}
+
+impl Scene<'_> {
+    /// Random source transactions, spread over the keyspaces.
+    fn write(&self, n: u64) {
+        for model in self.models {
+            model.apply_random_transactions(n.div_ceil(self.models.len() as u64) as usize);
+        }
+    }
+
+    fn assert_mirror_equals_source(&self, db: &Path) -> usize {
+        match self.models {
+            [one] => assert_mirror_equals_source(db, one),
+            several => assert_keyspaces_equal_source(db, several),
+        }
+    }
+}
+
+fn spawn_sync(scene: &Scene, db: &Path, crash_at: Option<&str>, log: &Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vtmirror"));
-    cmd.args(["sync", "--vtgate", endpoint, "--keyspace", "commerce"])
+    let endpoint = scene.server.endpoint();
+    cmd.args(["sync", "--vtgate", &endpoint, "--keyspace", scene.keyspace])
         .args(["--heartbeat", "1", "--max-backoff", "0.2"])
         .arg("--db")
         .arg(db)
@@ -62,9 +89,10 @@ fn spawn_sync(endpoint: &str, db: &Path, crash_at: Option<&str>, log: &Path) -> 
     cmd.spawn().expect("vtmirror binary starts")
 }
 
-fn final_sync(endpoint: &str, db: &Path) -> std::process::ExitStatus {
+fn final_sync(scene: &Scene, db: &Path) -> std::process::ExitStatus {
+    let endpoint = scene.server.endpoint();
     Command::new(env!("CARGO_BIN_EXE_vtmirror"))
-        .args(["sync", "--vtgate", endpoint, "--keyspace", "commerce"])
+        .args(["sync", "--vtgate", &endpoint, "--keyspace", scene.keyspace])
         .args([
             "--heartbeat",
             "1",
@@ -114,14 +142,14 @@ fn read_after_kill(db: &Path) -> AfterKill {
     }
 }
 
-/// Sequence number N of each shard's `MySQL56/uuid:1-N`.
+/// Sequence number N of each keyspace/shard's `MySQL56/uuid:1-N`.
 fn sequences(vgtid: &vtmirror::source::proto::binlogdata::VGtid) -> BTreeMap<String, u64> {
     vgtid
         .shard_gtids
         .iter()
         .map(|s| {
             let n = s.gtid.rsplit('-').next().and_then(|n| n.parse().ok());
-            (s.shard.clone(), n.unwrap_or(0))
+            (format!("{}/{}", s.keyspace, s.shard), n.unwrap_or(0))
         })
         .collect()
 }
@@ -190,18 +218,17 @@ impl Tally {
 
 /// One process's life, ended by SIGKILL from the test (random) or from its own crash point.
 async fn one_kill(
-    model: &Arc<SharedModel>,
-    server: &SimVtgate,
+    scene: &Scene<'_>,
     db: &Path,
     log: &Path,
     how: &'static str,
     rng: &mut Seeded,
 ) -> (&'static str, Option<(String, String)>, bool) {
     if how == "random" {
-        let mut child = spawn_sync(&server.endpoint(), db, None, log);
-        model.apply_random_transactions(rng.between(1, 40) as usize);
+        let mut child = spawn_sync(scene, db, None, log);
+        scene.write(rng.between(1, 40));
         tokio::time::sleep(Duration::from_millis(rng.between(150, 900))).await;
-        model.apply_random_transactions(rng.between(1, 40) as usize);
+        scene.write(rng.between(1, 40));
         tokio::time::sleep(Duration::from_millis(rng.between(0, 300))).await;
         child.kill().expect("SIGKILL delivered");
         child.wait().unwrap();
@@ -213,7 +240,7 @@ async fn one_kill(
         rng.between(1, 25)
     };
     let point = format!("{how}:{count}");
-    let mut child = spawn_sync(&server.endpoint(), db, Some(&point), log);
+    let mut child = spawn_sync(scene, db, Some(&point), log);
     let deadline = Instant::now() + Duration::from_secs(4);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -222,7 +249,7 @@ async fn one_kill(
         if Instant::now() > deadline {
             break None;
         }
-        model.apply_random_transactions(rng.between(0, 4) as usize);
+        scene.write(rng.between(0, 4));
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let Some(status) = status else {
@@ -243,8 +270,7 @@ async fn one_kill(
 
 /// One round on a fresh mirror file: kills, then a clean sync compared with the source.
 async fn round(
-    model: &Arc<SharedModel>,
-    server: &SimVtgate,
+    scene: &Scene<'_>,
     dir: &Path,
     index: u64,
     kills: u64,
@@ -253,6 +279,7 @@ async fn round(
 ) -> usize {
     let db = dir.join(format!("crash-{index}.db"));
     let log = dir.join("sync.log");
+    let server = scene.server;
     // Copy batches at 25 responses/s for the first part of the round: the copy and its
     // catch-ups last long enough for kills to land inside them.
     server.faults().set_max_responses_per_sec(Some(25.0));
@@ -262,7 +289,7 @@ async fn round(
             server.faults().set_max_responses_per_sec(None);
         }
         let how = HOWS[(rng.next() % 4) as usize];
-        let (how, report, missed) = one_kill(model, server, &db, &log, how, rng).await;
+        let (how, report, missed) = one_kill(scene, &db, &log, how, rng).await;
         let after = read_after_kill(&db);
         assert_eq!(after.integrity, "ok", "integrity check after kill {kill}");
         for (shard, n) in &after.sequences {
@@ -287,11 +314,45 @@ async fn round(
         tally.add(&phase, how);
     }
     server.faults().set_max_responses_per_sec(None);
-    let status = final_sync(&server.endpoint(), &db);
+    let status = final_sync(scene, &db);
     assert!(status.success(), "the final sync exits 0 once caught up");
-    let rows = assert_mirror_equals_source(&db, model);
+    let rows = scene.assert_mirror_equals_source(&db);
     std::fs::remove_file(&db).ok();
     rows
+}
+
+/// Kills over rounds of `per_round`, then the tally; each phase and way of killing at least
+/// `min_each` times.
+async fn kill_rounds(scene: &Scene<'_>, seed: u64, kills: u64, per_round: u64, min_each: usize) {
+    let mut rng = Seeded(seed);
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut tally = Tally::default();
+    let (mut rows, mut done, mut rounds) = (0, 0, 0);
+    while done < kills {
+        let n = per_round.min(kills - done);
+        rows += round(scene, dir.path(), rounds, n, &mut rng, &mut tally).await;
+        done += n;
+        rounds += 1;
+    }
+    println!(
+        "crash test ({}): seed {seed}, {kills} SIGKILLs in {rounds} rounds ({} named points not \
+         reached in 4 s, killed at random instead), {rows} rows compared: 0 missing, \
+         0 duplicate, 0 differing, integrity ok after every kill; {:.0} s",
+        scene.keyspace,
+        tally.named_missed,
+        started.elapsed().as_secs_f64()
+    );
+    tally.print();
+    for phase in PHASES {
+        assert!(
+            tally.phase_total(phase) >= min_each,
+            "kills landed in {phase}"
+        );
+    }
+    for how in HOWS {
+        assert!(tally.how_total(how) >= 1, "kills by {how}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,30 +360,27 @@ async fn sigkill_at_random_and_named_points_in_copy_catch_up_and_replication_los
     let seed = env_number("VTMIRROR_CRASH_SEED", 20_261_123);
     let kills = env_number("VTMIRROR_CRASH_KILLS", 60).max(1);
     let per_round = env_number("VTMIRROR_CRASH_ROUND_KILLS", 40).max(1);
-    let mut rng = Seeded(seed);
-    let started = Instant::now();
     let (model, server) = source_with_batch(10_000, 100).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut tally = Tally::default();
-    let (mut rows, mut done, mut rounds) = (0, 0, 0);
-    while done < kills {
-        let n = per_round.min(kills - done);
-        rows += round(&model, &server, dir.path(), rounds, n, &mut rng, &mut tally).await;
-        done += n;
-        rounds += 1;
-    }
-    println!(
-        "crash test: seed {seed}, {kills} SIGKILLs in {rounds} rounds ({} named points not \
-         reached in 4 s, killed at random instead), {rows} rows compared: 0 missing, \
-         0 duplicate, 0 differing, integrity ok after every kill; {:.0} s",
-        tally.named_missed,
-        started.elapsed().as_secs_f64()
-    );
-    tally.print();
-    for phase in PHASES {
-        assert!(tally.phase_total(phase) >= 2, "kills landed in {phase}");
-    }
-    for how in HOWS {
-        assert!(tally.how_total(how) >= 1, "kills by {how}");
-    }
+    let scene = Scene {
+        models: &[model],
+        server: &server,
+        keyspace: "commerce",
+    };
+    kill_rounds(&scene, seed, kills, per_round, 2).await;
+}
+
+/// The same kills on one mirror of two keyspaces (Vitess's local example): every source
+/// transaction is one shard of one keyspace, committed with the VGtid of all shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_in_a_mirror_of_two_keyspaces_loses_nothing() {
+    let seed = env_number("VTMIRROR_CRASH_SEED", 20_261_130);
+    let kills = env_number("VTMIRROR_CRASH_KEYSPACES_KILLS", 30).max(1);
+    let (models, server) = two_keyspaces(6_000, 100).await;
+    let scene = Scene {
+        models: &models,
+        server: &server,
+        keyspace: "commerce,customer",
+    };
+    let per_round = env_number("VTMIRROR_CRASH_ROUND_KILLS", 30).max(1);
+    kill_rounds(&scene, seed, kills, per_round, 1).await;
 }

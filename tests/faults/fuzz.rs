@@ -25,6 +25,7 @@ use vtmirror::source::gtid_set::GtidSet;
 use vtmirror::source::proto::binlogdata::{ShardGtid, VEvent, VGtid};
 use vtmirror::source::proto::vstream_events::{Event, Response};
 use vtmirror::source::proto::vtgate::VStreamResponse;
+use vtmirror::source::selection::Selection;
 use vtmirror::source::value::{storage_for, to_sql_bytes, ColumnType, Storage, Value};
 
 const DEFAULT_CASES: u32 = 20_000;
@@ -107,7 +108,7 @@ fn sync_view(events: Vec<VEvent>) -> Result<Vec<Event>, TestCaseError> {
 
 /// Decodes until the first error; checks every accepted row. Ok(true) when all was accepted.
 fn decode_all(events: Vec<Event>) -> Result<bool, TestCaseError> {
-    let mut decoder = Decoder::new(KEYSPACE).starting_at(&start_position());
+    let mut decoder = Decoder::new(&Selection::keyspace(KEYSPACE)).starting_at(&start_position());
     for event in events {
         let mut steps = Vec::new();
         let outcome = decoder.decode(event, &mut steps);

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod keyspaces;
 mod query;
 mod snapshot;
 mod status;

@@ -29,6 +29,25 @@ pub async fn source(rows_per_table: usize) -> (Arc<SharedModel>, SimVtgate) {
     (model, server)
 }
 
+/// Vitess's local example (`commerce` unsharded, `customer` on two shards; both have a
+/// `customer` table) behind one simulated vtgate, with copy batches of `batch_rows` rows.
+pub async fn two_keyspaces(
+    rows_per_table: usize,
+    batch_rows: usize,
+) -> (Vec<Arc<SharedModel>>, SimVtgate) {
+    let models: Vec<_> = ModelSpec::local_example(rows_per_table)
+        .into_iter()
+        .map(SharedModel::new)
+        .collect();
+    let mut opts = StreamOptions::default();
+    opts.copy_batch.rows = batch_rows;
+    opts.pack_transactions = false;
+    let server = SimVtgate::start_keyspaces(models.clone(), "127.0.0.1:0", opts)
+        .await
+        .expect("simulated vtgate starts");
+    (models, server)
+}
+
 /// Like `source`, with copy batches of `batch_rows` rows.
 pub async fn source_with_batch(
     rows_per_table: usize,
@@ -49,7 +68,7 @@ pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
     SyncOptions {
         spec: StreamSpec {
             vtgate: endpoint.into(),
-            keyspace: "commerce".into(),
+            selection: vtmirror::source::selection::Selection::keyspace("commerce"),
             rules: rules(&[], &[]),
             tablet_type: TabletType::Replica,
             heartbeat_secs: 1,
@@ -115,9 +134,19 @@ pub fn expected(model: &SharedModel, table: &str) -> BTreeMap<i64, Vec<Value>> {
 
 /// The mirrored table: pk (first column) → values, in the source's column order.
 pub fn mirrored(conn: &Connection, model: &SharedModel, table: &str) -> BTreeMap<i64, Vec<Value>> {
+    mirrored_as(conn, model, table, table)
+}
+
+/// Like `mirrored`, for source table `table` stored in the mirror as `mirror_table`.
+pub fn mirrored_as(
+    conn: &Connection,
+    model: &SharedModel,
+    table: &str,
+    mirror_table: &str,
+) -> BTreeMap<i64, Vec<Value>> {
     let fields = model.fields(table);
     let cols: Vec<String> = fields.iter().map(|f| quote(&f.name)).collect();
-    let sql = format!("SELECT {} FROM {}", cols.join(", "), quote(table));
+    let sql = format!("SELECT {} FROM {}", cols.join(", "), quote(mirror_table));
     let mut stmt = conn.prepare(&sql).expect("mirrored table exists");
     let rows = stmt
         .query_map([], |r| {
@@ -143,10 +172,52 @@ pub fn mirrored(conn: &Connection, model: &SharedModel, table: &str) -> BTreeMap
 /// Asserts every table equals the source; returns the number of rows compared.
 pub fn assert_mirror_equals_source(db: &Path, model: &SharedModel) -> usize {
     let conn = Connection::open(db).expect("mirror opens");
+    let tables = TABLES.map(|t| (t.to_string(), t.to_string()));
+    let total = assert_tables_equal(&conn, model, &tables);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    total
+}
+
+/// Asserts every table of every keyspace equals the source, in a several-keyspace mirror
+/// (tables named `keyspace.table`); returns the number of rows compared.
+pub fn assert_keyspaces_equal_source(db: &Path, models: &[Arc<SharedModel>]) -> usize {
+    let conn = Connection::open(db).expect("mirror opens");
     let mut total = 0;
-    for table in TABLES {
+    for model in models {
+        let keyspace = &model.read(|m| m.spec.keyspace.clone());
+        let tables: Vec<(String, String)> = model
+            .read(|m| {
+                m.spec
+                    .tables
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .map(|t| (t.clone(), format!("{keyspace}.{t}")))
+            .collect();
+        total += assert_tables_equal(&conn, model, &tables);
+    }
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    total
+}
+
+/// Compares (source table, mirror table) pairs: no missing, extra or differing row.
+fn assert_tables_equal(
+    conn: &Connection,
+    model: &SharedModel,
+    tables: &[(String, String)],
+) -> usize {
+    let mut total = 0;
+    for (table, mirror_table) in tables {
         let want = expected(model, table);
-        let have = mirrored(&conn, model, table);
+        let have = mirrored_as(conn, model, table, mirror_table);
         let missing = want.keys().filter(|k| !have.contains_key(k)).count();
         let extra = have.keys().filter(|k| !want.contains_key(k)).count();
         let differing = want
@@ -156,14 +227,10 @@ pub fn assert_mirror_equals_source(db: &Path, model: &SharedModel) -> usize {
         assert_eq!(
             (missing, extra, differing),
             (0, 0, 0),
-            "table {table}: missing, extra, differing rows"
+            "table {mirror_table}: missing, extra, differing rows"
         );
         total += want.len();
     }
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
     total
 }
 

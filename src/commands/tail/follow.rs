@@ -87,11 +87,13 @@ pub struct TxEnd {
     pub vgtid: Option<VGtid>,
 }
 
-/// Stream state: column lists per (shard, table), the open transaction's time, the VGtid.
+/// Stream state: column lists per (keyspace, shard, table), the open transaction's time, the
+/// VGtid.
 #[derive(Default)]
 pub struct Follower {
+    /// The keyspace of events that name none (a one-keyspace stream); empty otherwise.
     keyspace: String,
-    fields: HashMap<(String, String), Vec<Field>>,
+    fields: HashMap<(String, String, String), Vec<Field>>,
     tx_time: i64,
     pending: Option<VGtid>,
 }
@@ -147,9 +149,13 @@ impl Follower {
         } else {
             &fe.shard
         };
-        let table = bare_table_name(&fe.table_name, &self.keyspace).to_string();
+        let keyspace = [&fe.keyspace, &event.keyspace]
+            .into_iter()
+            .find(|k| !k.is_empty())
+            .unwrap_or(&self.keyspace);
+        let table = bare_table_name(&fe.table_name, keyspace).to_string();
         self.fields
-            .insert((shard.clone(), table), fe.fields.clone());
+            .insert((keyspace.clone(), shard.clone(), table), fe.fields.clone());
     }
 
     fn rows(&mut self, event: VEvent) -> Option<RowsEvent> {
@@ -166,12 +172,11 @@ impl Follower {
             .into_iter()
             .find(|k| !k.is_empty())
             .unwrap_or_else(|| self.keyspace.clone());
-        let table = bare_table_name(&re.table_name, &self.keyspace).to_string();
+        let table = bare_table_name(&re.table_name, &keyspace).to_string();
         let empty = Vec::new();
-        let fields = self
-            .fields
-            .get(&(shard.clone(), table.clone()))
-            .unwrap_or(&empty);
+        let key = (keyspace, shard, table);
+        let fields = self.fields.get(&key).unwrap_or(&empty);
+        let (keyspace, shard, table) = key.clone();
         let mut width = fields.len();
         let mut changes = Vec::with_capacity(re.row_changes.len());
         for change in &re.row_changes {

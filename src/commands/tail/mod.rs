@@ -167,7 +167,8 @@ async fn session(
 ) -> Result<()> {
     let request = opts.spec.request(state.position.clone());
     let mut responses = open_stream(&mut client, request).await?;
-    let mut follower = Follower::new(&opts.spec.keyspace);
+    let keyspaces = &opts.spec.selection.keyspaces;
+    let mut follower = Follower::new(keyspaces.single().unwrap_or_default());
     let stall = opts
         .spec
         .stall_timeout()

@@ -2,6 +2,8 @@
 
 mod copy;
 mod errors_faults;
+mod execute;
+mod keyspaces;
 mod replication;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,205 @@
+//! vtgate's `Execute` for the two catalog statements a client asks before it streams:
+//! `SHOW VITESS_SHARDS` and `SHOW TABLES FROM <keyspace>`. As in vtgate, a failed statement is
+//! answered in-band (`ExecuteResponse.error`, no result) while the RPC itself succeeds.
+
+use super::model::Model;
+use crate::source::proto::query::{self, Field, QueryResult, Type};
+use crate::source::proto::vtgate::{ExecuteRequest, ExecuteResponse, Session};
+use crate::source::proto::vtrpc::{Code, RpcError};
+
+/// `utf8mb4_0900_ai_ci`, vtgate's system collation for the columns it builds itself.
+const SYSTEM_COLLATION: u32 = 255;
+/// MySQL NOT_NULL_FLAG.
+const NOT_NULL: u32 = 1;
+
+/// A statement the simulated vtgate understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Statement {
+    VitessShards,
+    TablesFrom(String),
+}
+
+/// Answers one Execute call against the served keyspaces (`models`, locked).
+pub fn execute(req: &ExecuteRequest, models: &[&Model]) -> ExecuteResponse {
+    let sql = req
+        .query
+        .as_ref()
+        .map(|q| q.sql.as_str())
+        .unwrap_or_default();
+    let answer = match parse(sql) {
+        Ok(Statement::VitessShards) => Ok(vitess_shards(models)),
+        Ok(Statement::TablesFrom(ks)) => tables_from(models, &ks),
+        Err(e) => Err(e),
+    };
+    // vtgate answers with the caller's session (a missing one means autocommit).
+    let session = req.session.clone().unwrap_or(Session {
+        autocommit: true,
+        ..Session::default()
+    });
+    let (result, error) = match answer {
+        Ok(result) => (Some(result), None),
+        Err(error) => (None, Some(error)),
+    };
+    ExecuteResponse {
+        error,
+        session: Some(session),
+        result,
+    }
+}
+
+fn rpc_error(code: Code, message: String) -> RpcError {
+    RpcError {
+        message,
+        code: code as i32,
+    }
+}
+
+/// Recognises the statement, case-insensitively, ignoring extra whitespace and trailing `;`.
+fn parse(sql: &str) -> Result<Statement, RpcError> {
+    let sql = sql.trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    let sql = sql.trim_start();
+    let Some(first) = sql.split_whitespace().next() else {
+        // sqlparser.ErrEmpty.
+        return Err(rpc_error(Code::InvalidArgument, "Query was empty".into()));
+    };
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|x| x.eq_ignore_ascii_case(w));
+    if words.len() == 2 && is(0, "show") && is(1, "vitess_shards") {
+        return Ok(Statement::VitessShards);
+    }
+    if words.len() >= 4 && is(0, "show") && is(1, "tables") && (is(2, "from") || is(2, "in")) {
+        if let Some(ks) = keyspace_name(after_words(sql, 3)) {
+            return Ok(Statement::TablesFrom(ks));
+        }
+    }
+    // Only the first word: the rest of a statement may hold data (vtgate redacts it too).
+    Err(rpc_error(
+        Code::Unimplemented,
+        format!(
+            "simulated vtgate: unsupported statement {}: Execute answers only SHOW VITESS_SHARDS \
+             and SHOW TABLES FROM <keyspace>",
+            first.to_ascii_uppercase()
+        ),
+    ))
+}
+
+/// `s` without its first `n` whitespace-separated words (and the whitespace after them).
+fn after_words(s: &str, n: usize) -> &str {
+    let mut rest = s.trim_start();
+    for _ in 0..n {
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest = rest[end..].trim_start();
+    }
+    rest
+}
+
+/// The whole of `s` as one identifier: a bare word, or a backtick-quoted name (`` ` `` doubled
+/// inside). None when anything else follows.
+fn keyspace_name(s: &str) -> Option<String> {
+    let Some(quoted) = s.strip_prefix('`') else {
+        let bare = !s.is_empty() && !s.contains(char::is_whitespace);
+        return bare.then(|| s.to_string());
+    };
+    let mut name = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c != '`' {
+            name.push(c);
+            continue;
+        }
+        match chars.clone().next() {
+            Some('`') => {
+                chars.next();
+                name.push('`');
+            }
+            None if !name.is_empty() => return Some(name),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// vtgate's `buildVarCharFields`.
+fn varchar_field(name: String) -> Field {
+    Field {
+        name,
+        r#type: Type::Varchar as i32,
+        charset: SYSTEM_COLLATION,
+        flags: NOT_NULL,
+        ..Field::default()
+    }
+}
+
+/// One VARCHAR column named `column`, one row per value.
+fn one_column(column: String, values: Vec<String>) -> QueryResult {
+    let rows = values
+        .into_iter()
+        .map(|v| query::Row {
+            lengths: vec![v.len() as i64],
+            values: v.into_bytes().into(),
+        })
+        .collect();
+    QueryResult {
+        fields: vec![varchar_field(column)],
+        rows,
+        ..QueryResult::default()
+    }
+}
+
+/// `SHOW VITESS_SHARDS`: `keyspace/shard`, sorted (for the sim's shard names the same as
+/// vtgate's order: keyspaces by name, shards in keyrange order).
+fn vitess_shards(models: &[&Model]) -> QueryResult {
+    let mut rows: Vec<String> = models
+        .iter()
+        .flat_map(|m| {
+            let ks = &m.spec.keyspace;
+            m.shards.iter().map(move |s| format!("{ks}/{}", s.name))
+        })
+        .collect();
+    rows.sort();
+    one_column("Shards".into(), rows)
+}
+
+/// `SHOW TABLES FROM ks`: `Tables_in_ks`, table names sorted; VT05003 for an unknown keyspace.
+fn tables_from(models: &[&Model], ks: &str) -> Result<QueryResult, RpcError> {
+    let Some(model) = models.iter().find(|m| m.spec.keyspace == ks) else {
+        return Err(rpc_error(
+            Code::NotFound,
+            format!("VT05003: unknown database '{ks}' in vschema"),
+        ));
+    };
+    let mut tables: Vec<String> = model.spec.tables.iter().map(|t| t.name.clone()).collect();
+    tables.sort();
+    Ok(one_column(format!("Tables_in_{ks}"), tables))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_recognised_loosely_but_exactly() {
+        assert_eq!(parse("show vitess_shards"), Ok(Statement::VitessShards));
+        assert_eq!(
+            parse("  SHOW\tVitess_Shards ;; "),
+            Ok(Statement::VitessShards)
+        );
+        let ks = |s: &str| Ok(Statement::TablesFrom(s.into()));
+        assert_eq!(parse("SHOW TABLES FROM commerce;"), ks("commerce"));
+        assert_eq!(parse("show  tables\nfrom `my ks`"), ks("my ks"));
+        assert_eq!(parse("show tables in `a``b`"), ks("a`b"));
+        for bad in [
+            "show tables from a b",
+            "show tables from `a",
+            "show tables from ``",
+        ] {
+            assert_eq!(
+                parse(bad).map_err(|e| e.code),
+                Err(Code::Unimplemented as i32)
+            );
+        }
+        let e = parse("select secret from t").unwrap_err();
+        assert!(e.message.contains("SELECT") && !e.message.contains("secret"));
+        assert_eq!(parse(" ; ").unwrap_err().code, Code::InvalidArgument as i32);
+    }
+}
