@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vtmirror::cli::{Cli, Command, LogFormat};
+use vtmirror::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat};
 use vtmirror::output::progress::Progress;
 use vtmirror::output::render::is_broken_pipe;
 use vtmirror::output::report::{LogWriter, Mode, Reporter};
@@ -74,6 +74,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => vtmirror::commands::query::run(&args, &mut stdout),
         Command::Snapshot(args) => vtmirror::commands::snapshot::run(&args, &mut stdout),
         Command::Demo(args) => vtmirror::commands::demo::run(args, mode, shutdown_signal()).await,
+        Command::Verify(_) => unreachable!("verify has its own exit codes (main)"),
+    }
+}
+
+/// `verify`: exit 0 when the mirror equals its source, 1 when it differs, 2 on an error.
+fn verify(runtime: &tokio::runtime::Runtime, args: &VerifyArgs, quiet: bool) -> ExitCode {
+    let verdict = args
+        .options(quiet)
+        .map(|opts| runtime.block_on(vtmirror::commands::verify::run(&opts)));
+    let verdict = match verdict {
+        Ok(Ok(verdict)) => verdict,
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("vtmirror: {}", one_line(&vtmirror::error::render(&e)));
+            return ExitCode::from(2);
+        }
+    };
+    let shown = match args.format {
+        VerifyFormat::Text => vtmirror::commands::verify::text(&verdict),
+        VerifyFormat::Json => serde_json::to_string(&verdict).unwrap_or_default(),
+    };
+    println!("{shown}");
+    if verdict.equal {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -112,6 +137,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Verify(args) = &cli.command {
+        return verify(&runtime, args, cli.quiet);
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -7,11 +7,13 @@ mod connection;
 mod selection;
 mod sync;
 mod tail;
+mod verify;
 
 pub use connection::ConnectionArgs;
 pub use selection::SelectionArgs;
 pub use sync::SyncArgs;
 pub use tail::TailArgs;
+pub use verify::{VerifyArgs, VerifyFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -69,6 +71,14 @@ pub enum Command {
         vtmirror sync --vtgate vtgate:15991 --keyspace commerce --db /backups/commerce-2026-01-02.db"
     )]
     Snapshot(crate::commands::snapshot::SnapshotArgs),
+    /// Prove that a mirror equals its source at its checkpoint, while both keep changing: the
+    /// source is copied again into scratch files stopped at exactly that checkpoint and
+    /// compared in key order. Exit 0 equal, 1 different, 2 error.
+    #[command(
+        after_help = "Examples:\n  vtmirror verify --db commerce.db --vtgate vtgate:15991\n  \
+        vtmirror verify --db shop.db --vtgate vtgate:15991 --tables commerce.customer --format json"
+    )]
+    Verify(VerifyArgs),
     /// Run two simulated keyspaces (commerce, customer) with live writes and sync them into
     /// one local file.
     #[command(

@@ -110,6 +110,8 @@ impl SyncArgs {
             backoff_base: Duration::from_millis(200),
             backoff_cap: Duration::from_secs_f64(self.max_backoff),
             queue_depth: 16,
+            stop_at: None,
+            exit_after_copy: false,
         })
     }
 }

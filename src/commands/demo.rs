@@ -112,6 +112,8 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
         backoff_base: Duration::from_millis(200),
         backoff_cap: Duration::from_secs(5),
         queue_depth: 16,
+        stop_at: None,
+        exit_after_copy: false,
     }
 }
 

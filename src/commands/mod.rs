@@ -11,3 +11,4 @@ pub mod snapshot;
 pub mod status;
 pub mod sync;
 pub mod tail;
+pub mod verify;

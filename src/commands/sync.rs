@@ -18,6 +18,7 @@ use crate::mirror::resume::{start_position, Start};
 use crate::mirror::store::{Durability, Identity, Mirror};
 use crate::output::progress::Progress;
 use crate::source::decode::{Decoder, Step};
+use crate::source::position_check::reached;
 use crate::source::proto::binlogdata::{VEventType, VGtid};
 use crate::source::proto::vstream_events;
 use crate::source::proto::vtgate::VStreamRequest;
@@ -50,6 +51,12 @@ pub struct SyncOptions {
     /// responses (one replication transaction each) queue deep enough for group commit
     /// while a copy's large ones keep memory bounded.
     pub queue_depth: usize,
+    /// Stop exactly at this position (`verify` brings a scratch copy to the mirror's
+    /// checkpoint): the transaction that reaches it is the last one applied.
+    pub stop_at: Option<VGtid>,
+    /// Stop once the copy has completed (`verify`'s scratch copies: under constant writes a
+    /// stream is never idle long enough to count as caught up).
+    pub exit_after_copy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +274,22 @@ async fn open(
     Ok((client, responses))
 }
 
+/// The index of the transaction end whose checkpoint is exactly `target`, if in `steps`.
+fn stop_index(steps: &[Step], target: &VGtid) -> Result<Option<usize>> {
+    for (i, step) in steps.iter().enumerate() {
+        if let Step::TxEnd {
+            checkpoint: Some(position),
+            ..
+        } = step
+        {
+            if reached(position, target)? {
+                return Ok(Some(i));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn copy_requested(position: &VGtid) -> bool {
     position
         .shard_gtids
@@ -281,6 +304,11 @@ async fn stream(
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
+    if let Some(target) = &opts.stop_at {
+        if reached(&start.vgtid, target)? {
+            return Ok(Outcome::CaughtUp);
+        }
+    }
     if !start.resumed {
         // A new mirror: flags naming what vtgate does not serve fail here, before the first
         // commit (the file is then removed again, see `run`).
@@ -344,12 +372,22 @@ async fn stream(
         let mut steps = Vec::with_capacity(response.events.len());
         let data = (response.events.iter()).any(|e| e.r#type != VEventType::Heartbeat as i32);
         decoder.decode_all(response.events, &mut steps)?;
+        if let Some(target) = &opts.stop_at {
+            if let Some(last) = stop_index(&steps, target)? {
+                steps.truncate(last + 1);
+                queue.send_steps(steps).await?;
+                return Ok(Outcome::CaughtUp);
+            }
+        }
         copy_done |= steps.iter().any(|s| matches!(s, Step::CopyCompleted));
         if data {
             last_data = Instant::now();
         }
         if !steps.is_empty() {
             queue.send_steps(steps).await?;
+        }
+        if opts.exit_after_copy && copy_done && !decoder.in_transaction() {
+            return Ok(Outcome::CaughtUp);
         }
         if opts.exit_when_caught_up
             && copy_done

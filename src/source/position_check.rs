@@ -122,6 +122,40 @@ fn check_keyspace(
     Ok(())
 }
 
+/// Whether `position` has reached `target` on every shard `target` names: Ok(true) exactly at
+/// it, Ok(false) before it, an error once past it (a stream stopped at a position must stop on
+/// it, never after; positions only grow).
+pub fn reached(position: &VGtid, target: &VGtid) -> Result<bool> {
+    let mut all = true;
+    for want in &target.shard_gtids {
+        let have = (position.shard_gtids.iter())
+            .find(|s| s.keyspace == want.keyspace && s.shard == want.shard);
+        let (Some(have), Ok(Some(wanted))) = (have, GtidSet::from_position(&want.gtid)) else {
+            bail!(
+                "cannot stop at shard {}/{}: no comparable position",
+                want.keyspace,
+                want.shard
+            );
+        };
+        let Ok(Some(got)) = GtidSet::from_position(&have.gtid) else {
+            all = false; // copy not started on this shard yet
+            continue;
+        };
+        match (got.contains(&wanted), wanted.contains(&got)) {
+            (true, true) => {}
+            (false, _) => all = false,
+            (true, false) => bail!(
+                "shard {}/{} moved past the position to stop at ({} beyond {})",
+                want.keyspace,
+                want.shard,
+                have.gtid,
+                want.gtid
+            ),
+        }
+    }
+    Ok(all)
+}
+
 /// Refuses a `--shards` list whose key ranges overlap or are not key ranges.
 pub fn check_disjoint_shards(shards: &[String]) -> Result<()> {
     coverage(shards.iter()).map_err(|e| anyhow::anyhow!("--shards {}: {e:#}", shards.join(",")))?;

@@ -11,3 +11,4 @@ mod snapshot;
 mod status;
 mod sync;
 mod tail;
+mod verify;

@@ -85,6 +85,8 @@ pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
         backoff_base: Duration::from_millis(20),
         backoff_cap: Duration::from_millis(200),
         queue_depth: 16,
+        stop_at: None,
+        exit_after_copy: false,
     }
 }
 
