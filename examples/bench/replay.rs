@@ -107,7 +107,7 @@ impl ServerStreamingService<VStreamRequest> for VStreamMethod {
     }
 }
 
-/// `vtgateservice.Vitess`, answering every call as a VStream of the feed.
+/// `vtgateservice.Vitess`, answering VStream calls with the feed (other methods: UNIMPLEMENTED).
 #[derive(Clone)]
 struct ReplayService(Arc<Feed>);
 
@@ -130,6 +130,12 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = VStreamMethod(Arc::clone(&self.0));
+        if req.uri().path() != "/vtgateservice.Vitess/VStream" {
+            // Execute (a new mirror's catalog check): UNIMPLEMENTED, as from a vtgate that does
+            // not serve it to this user; the sync then skips the check with a warning.
+            let status = tonic::Status::unimplemented("the replay server serves VStream only");
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
         Box::pin(async move {
             let codec = ProstCodec::<PreEncoded, VStreamRequest>::default();
             let mut grpc = Grpc::new(codec).apply_max_message_size_config(None, Some(usize::MAX));
