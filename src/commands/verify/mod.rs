@@ -49,7 +49,6 @@ use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::mirror::checkpoint::CURRENT;
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
 use crate::mirror::store::open_read_only;
@@ -252,12 +251,7 @@ fn compare_all(
 }
 
 fn position_text(s: &ShardGtid) -> String {
-    let gtid = if s.gtid == CURRENT {
-        "current"
-    } else {
-        &s.gtid
-    };
-    format!("{}/{} {gtid}", s.keyspace, s.shard)
+    format!("{}/{} {}", s.keyspace, s.shard, s.gtid)
 }
 
 /// The human-readable verdict, with a remedy when the mirror differs.
