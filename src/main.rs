@@ -7,6 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vtmirror::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat};
+use vtmirror::output::endpoint::Endpoint;
 use vtmirror::output::progress::Progress;
 use vtmirror::output::render::is_broken_pipe;
 use vtmirror::output::report::{LogWriter, Mode, Reporter};
@@ -43,9 +44,12 @@ async fn shutdown_signal() {
 
 async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let opts = args.options()?;
+    let endpoint = args.endpoint.settings()?;
+    let progress = Arc::new(Progress::default());
+    // A taken --metrics-addr port fails before anything else starts.
+    let _endpoint = Endpoint::start_if(endpoint.as_ref(), &progress, &opts.db).await?;
     // A typo in --vtgate shows at once; later connection losses are retried forever.
     vtmirror::source::transport::connect_first(&opts.spec.vtgate).await?;
-    let progress = Arc::new(Progress::default());
     let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
     let outcome = vtmirror::commands::sync::run(opts, progress, shutdown_signal()).await;
     reporter.stop();

@@ -4,12 +4,14 @@
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod connection;
+mod endpoint;
 mod selection;
 mod sync;
 mod tail;
 mod verify;
 
 pub use connection::ConnectionArgs;
+pub use endpoint::EndpointArgs;
 pub use selection::SelectionArgs;
 pub use sync::SyncArgs;
 pub use tail::TailArgs;

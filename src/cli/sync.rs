@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{ConnectionArgs, SelectionArgs};
+use super::{ConnectionArgs, EndpointArgs, SelectionArgs};
 use crate::commands::sync::{StartFrom, SyncOptions};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::checkpoint;
@@ -69,6 +69,8 @@ pub struct SyncArgs {
     pub exclude_keyspace_from_table_name: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
 }
 
 impl SyncArgs {

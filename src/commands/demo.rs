@@ -13,6 +13,7 @@ use clap::Args;
 use crate::commands::sync::{StartFrom, SyncOptions};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::store::Durability;
+use crate::output::endpoint::Endpoint;
 use crate::output::progress::Progress;
 use crate::output::report::{Mode, Reporter};
 use crate::sim::{spawn_live_writes, ModelSpec, SharedModel, SimVtgate};
@@ -37,6 +38,8 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
+    #[command(flatten)]
+    pub endpoint: crate::cli::EndpointArgs,
 }
 
 /// Runs the simulated keyspace and syncs it into `args.db` until Ctrl-C (or `--seconds`).
@@ -45,6 +48,9 @@ pub async fn run(
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let endpoint = args.endpoint.settings()?;
+    let progress = Arc::new(Progress::default());
+    let endpoint = Endpoint::start_if(endpoint.as_ref(), &progress, &args.db).await?;
     let models: Vec<_> = (ModelSpec::local_example(args.rows_per_table).into_iter())
         .map(SharedModel::new)
         .collect();
@@ -57,9 +63,8 @@ pub async fn run(
     let writes: Vec<_> = (models.iter())
         .map(|model| spawn_live_writes(model.clone(), rate, stop_rx.clone()))
         .collect();
-    print_intro(&args, &server);
+    print_intro(&args, &server, endpoint.as_ref().map(Endpoint::local_addr));
     let opts = demo_options(&args, &server.endpoint());
-    let progress = Arc::new(Progress::default());
     let reporter = Reporter::start(Arc::clone(&progress), args.db.clone(), mode);
     let seconds = args.seconds;
     let stop = async move {
@@ -117,7 +122,7 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
     }
 }
 
-fn print_intro(args: &DemoArgs, server: &SimVtgate) {
+fn print_intro(args: &DemoArgs, server: &SimVtgate, metrics: Option<std::net::SocketAddr>) {
     let db = args.db.display();
     println!(
         "vtmirror demo: two simulated keyspaces, as in Vitess's local example: `commerce` (unsharded:\n\
@@ -133,4 +138,10 @@ fn print_intro(args: &DemoArgs, server: &SimVtgate) {
         server.endpoint(),
         args.writes_per_sec
     );
+    if let Some(addr) = metrics {
+        println!(
+            "Metrics: curl http://{addr}/metrics   (also /healthz, and /readyz: 503 until the \
+             copy is done)\n"
+        );
+    }
 }

@@ -16,7 +16,7 @@ use crate::mirror::checkpoint;
 use crate::mirror::metadata;
 use crate::mirror::resume::{start_position, Start};
 use crate::mirror::store::{Durability, Identity, Mirror};
-use crate::output::progress::Progress;
+use crate::output::progress::{Progress, SyncState};
 use crate::source::decode::{Decoder, Step};
 use crate::source::position_check::reached;
 use crate::source::proto::binlogdata::{VEventType, VGtid};
@@ -99,6 +99,7 @@ pub async fn run(
     let created = !opts.db.exists();
     let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
     record_status(&mirror.conn, "state", "starting");
+    progress.set_state(SyncState::Starting);
     let mut mirror = Some(mirror);
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
     tokio::pin!(shutdown);
@@ -112,6 +113,7 @@ pub async fn run(
         let err = match result {
             Ok(outcome) => {
                 record_status(conn, "state", "stopped");
+                progress.set_state(SyncState::Stopped);
                 return Ok(outcome);
             }
             Err(err) => err,
@@ -119,7 +121,10 @@ pub async fn run(
         // Remote errors can quote row data: only the redacted rendering is logged or stored
         // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
         let shown = render(&err);
-        if classify(&err) == Class::Definite {
+        let class = classify(&err);
+        progress.metrics.error(class);
+        if class == Class::Definite {
+            progress.set_state(SyncState::Failed);
             if created && progress.snapshot().commits == 0 {
                 if let Some(unused) = mirror.take() {
                     unused.discard(&opts.db)?;
@@ -139,10 +144,15 @@ pub async fn run(
         let delay = backoff.next_delay();
         tracing::warn!(error = %shown, retry_in_ms = delay.as_millis() as u64, "stream interrupted; resuming from the stored checkpoint");
         record_status(conn, "last_error", &shown);
+        progress.set_state(SyncState::Reconnecting);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = &mut shutdown => return Ok(Outcome::Shutdown),
+            _ = &mut shutdown => {
+                progress.set_state(SyncState::Stopped);
+                return Ok(Outcome::Shutdown);
+            }
         }
+        progress.metrics.reconnected();
     }
 }
 
@@ -234,7 +244,7 @@ async fn attempt(
 ) -> Result<(Mirror, Result<Outcome>)> {
     let (queue, start_rx, handle) = spawn_writer(opts, mirror, progress);
     let result = match start_rx.await {
-        Ok(start) => stream(opts, start, &queue, shutdown).await,
+        Ok(start) => stream(opts, start, &queue, progress, shutdown).await,
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
     };
     // After a clean end or a transient fault the writer commits the source transactions it
@@ -301,6 +311,7 @@ async fn stream(
     opts: &SyncOptions,
     start: Start,
     queue: &Queue,
+    progress: &Progress,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome> {
     let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
@@ -337,6 +348,11 @@ async fn stream(
             stall.as_secs()
         ))
     })??;
+    progress.set_state(if copy_done {
+        SyncState::Replicating
+    } else {
+        SyncState::Copying
+    });
     let (mut last_message, mut last_data) = (Instant::now(), Instant::now());
     loop {
         let caught_up_mode = opts.exit_when_caught_up && copy_done && !decoder.in_transaction();

@@ -10,6 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::output::metrics::Applied;
+
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
@@ -22,6 +24,7 @@ use crate::source::decode::Step;
 use crate::source::proto::binlogdata::VGtid;
 
 mod crash_point;
+mod measure;
 mod rows;
 use crash_point::{CrashAt, Point};
 use rows::MirrorTable;
@@ -39,6 +42,13 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// In `index` order.
+    pub const ALL: [Phase; 3] = [Phase::Copy, Phase::CatchUp, Phase::Replication];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Copy => "copy",
@@ -75,6 +85,12 @@ struct Uncommitted {
     copy_completed: bool,
     /// The phase of the last source transaction that carried rows.
     phase: Option<Phase>,
+    /// Transactions and rows by `Phase::index`, for `/metrics`.
+    applied: [Applied; 3],
+    /// `rows` already filed in `applied`.
+    rows_counted: usize,
+    /// Whether the copy state changed (copied rows, a finished shard or copy, a DDL).
+    copy_changed: bool,
 }
 
 pub struct Writer {
@@ -153,7 +169,8 @@ impl Writer {
             self.tables.entry(table).or_default().shards = shards;
         }
         self.copy_completed = stored.copy_completed;
-        self.progress.set_copy_completed(stored.copy_completed);
+        self.progress
+            .stored(stored.copy_completed, stored.event_time);
         Ok(())
     }
 
@@ -163,7 +180,9 @@ impl Writer {
         let result = crash_point::from_env()
             .map(|armed| self.crash = armed)
             .and_then(|()| self.load())
+            .map(|()| self.publish_copy_state())
             .and_then(|()| self.run_loop(&mut rx));
+        self.progress.writer_busy(false);
         if result.is_err() || self.in_sqlite_tx {
             self.rollback();
         }
@@ -172,6 +191,7 @@ impl Writer {
 
     fn run_loop(&mut self, rx: &mut mpsc::Receiver<WriterMsg>) -> Result<()> {
         while let Some(msg) = rx.blocking_recv() {
+            self.progress.writer_busy(true);
             match msg {
                 WriterMsg::Steps(mut queued) => {
                     for step in &mut queued.steps {
@@ -189,6 +209,7 @@ impl Writer {
                     return Ok(());
                 }
             }
+            self.progress.writer_busy(false);
         }
         Ok(())
     }
@@ -252,6 +273,7 @@ impl Writer {
                     crash.reached(Point::MidBatch, || self.describe());
                 }
                 if *copied {
+                    self.pending.copy_changed = true;
                     *self
                         .pending
                         .copied
@@ -271,17 +293,20 @@ impl Writer {
                 }
                 self.pending.transactions += 1;
                 self.end_phase();
+                self.count_transaction();
                 self.pending.event_time = self.pending.event_time.max(*event_time);
                 self.maybe_commit(queue_empty)?;
             }
             Step::ShardCopyCompleted { shard } => {
                 self.begin()?;
                 self.shards_copied.insert(shard.clone());
+                self.pending.copy_changed = true;
                 self.pending.shards_copied.push(std::mem::take(shard));
             }
             Step::CopyCompleted => {
                 self.begin()?;
                 self.pending.copy_completed = true;
+                self.pending.copy_changed = true;
                 self.pending.phase = Some(Phase::Replication);
                 self.commit()?;
             }
@@ -299,6 +324,7 @@ impl Writer {
                     naming: &self.mirror.naming,
                 };
                 crate::mirror::ddl::apply_source_ddl(&self.mirror.conn, &scope, ddl)?;
+                self.pending.copy_changed = true;
                 // Table names or columns may have moved: reload the schema cache.
                 self.tables.clear();
                 self.load()?;
@@ -348,6 +374,7 @@ impl Writer {
         if !self.in_sqlite_tx {
             return Ok(());
         }
+        let started = Instant::now();
         let pending = std::mem::take(&mut self.pending);
         let conn = &self.mirror.conn;
         if let Some(cp) = &pending.checkpoint {
@@ -394,6 +421,7 @@ impl Writer {
             pending.copied.values().sum(),
             self.copy_completed,
         );
+        self.measure_commit(&pending, started.elapsed());
         Ok(())
     }
 

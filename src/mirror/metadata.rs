@@ -24,30 +24,35 @@ pub struct Stored {
     pub vgtid: Option<VGtid>,
     pub copy_completed: bool,
     pub transactions: i64,
+    /// Binlog time (s) of the last applied transaction; 0 if none had one.
+    pub event_time: i64,
 }
 
 pub fn load_checkpoint(conn: &Connection) -> Result<Stored> {
     let row = conn
         .query_row(
-            "SELECT vgtid, copy_completed, transactions FROM _vtmirror_checkpoint WHERE id = 1",
+            "SELECT vgtid, copy_completed, transactions, event_time FROM _vtmirror_checkpoint
+             WHERE id = 1",
             [],
             |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
                 ))
             },
         )
         .optional()
         .context("reading the checkpoint")?;
-    let Some((bytes, done, transactions)) = row else {
+    let Some((bytes, done, transactions, event_time)) = row else {
         return Ok(Stored::default());
     };
     Ok(Stored {
         vgtid: Some(checkpoint::decode(&bytes)?),
         copy_completed: done != 0,
         transactions,
+        event_time,
     })
 }
 
@@ -102,6 +107,32 @@ pub fn add_copy_progress(tx: &Connection, shard: &str, table: &str, rows: i64) -
     .execute(params![shard, table, rows])
     .with_context(|| format!("recording copy progress of table {table}"))?;
     Ok(())
+}
+
+/// One row of `_vtmirror_copy_state`: a table's copy on one shard (metadata keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyState {
+    pub shard: String,
+    pub table: String,
+    pub rows_copied: i64,
+    pub completed: bool,
+}
+
+/// Every table's copy state on every shard.
+pub fn copy_states(conn: &Connection) -> Result<Vec<CopyState>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT shard, table_name, rows_copied, completed FROM _vtmirror_copy_state",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CopyState {
+            shard: r.get(0)?,
+            table: r.get(1)?,
+            rows_copied: r.get(2)?,
+            completed: r.get(3)?,
+        })
+    })?;
+    rows.collect::<rusqlite::Result<_>>()
+        .context("reading copy state")
 }
 
 /// (shard, table) pairs whose copy has started.

@@ -51,6 +51,14 @@ impl Naming {
         }
     }
 
+    /// (keyspace, bare shard) of a metadata shard key; None when a qualified key has no `/`.
+    pub fn split_shard<'a>(&'a self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        match self {
+            Naming::Bare(keyspace) => Some((keyspace.as_str(), key)),
+            Naming::Qualified => key.split_once('/'),
+        }
+    }
+
     /// (keyspace, bare table) of a mirror table name; None when a qualified name has no dot.
     pub fn split_table<'a>(&'a self, table: &'a str) -> Option<(&'a str, &'a str)> {
         match self {
@@ -79,6 +87,9 @@ mod tests {
             "first dot splits"
         );
         assert_eq!(q.split_table("nodot"), None);
+        assert_eq!(bare.split_shard("-80"), Some(("commerce", "-80")));
+        assert_eq!(q.split_shard("customer/-80"), Some(("customer", "-80")));
+        assert_eq!(q.split_shard("-80"), None);
         assert_eq!(
             Naming::of_label("things/-80,80-"),
             Naming::Bare("things".into())

@@ -1,8 +1,12 @@
-//! What people see: live counters (`progress`), the progress display and log writer of
-//! `sync` and `demo` (`report`), and the text rendering shared by the commands (`render`).
-//! Output never reaches into the mirror's write path: it reads counters and read-only
-//! connections only.
+//! What people and machines see: live counters (`progress`), the progress display and log
+//! writer of `sync` and `demo` (`report`), the text rendering shared by the commands
+//! (`render`), and the HTTP endpoint (`endpoint`) serving Prometheus `metrics` and the
+//! `health` verdicts. Output never reaches into the mirror's write path: it reads counters,
+//! file sizes and read-only connections only.
 
+pub mod endpoint;
+pub mod health;
+pub mod metrics;
 pub mod progress;
 pub mod render;
 pub mod report;

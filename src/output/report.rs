@@ -153,12 +153,11 @@ pub fn line(now: &Snapshot, rows_per_sec: u64, tables: &[TableCount]) -> String 
 }
 
 fn lag_seconds(now: &Snapshot) -> Option<i64> {
-    let newest = now.event_time.max(now.heartbeat_time);
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs() as i64;
-    (newest > 0 && now.copy_completed).then(|| (wall - newest).max(0))
+    now.lag_seconds(wall)
 }
 
 /// Rows per second between two readings.
@@ -276,6 +275,8 @@ mod tests {
             committed_at_ms: 0,
             heartbeat_time: 0,
             copy_completed: done,
+            state: crate::output::progress::SyncState::Copying,
+            writer_busy_ms: None,
         }
     }
 

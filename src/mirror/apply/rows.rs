@@ -44,6 +44,7 @@ impl Writer {
         let conn = &self.mirror.conn;
         if !self.copy_completed && !self.shards_copied.contains(&incoming.shard) {
             metadata::add_copy_progress(conn, &incoming.shard, &table_name, 0)?;
+            self.pending.copy_changed = true;
         }
         if table.shards.get(&incoming.shard) == Some(&incoming.schema) {
             return Ok(());

@@ -1,0 +1,187 @@
+//! The HTTP endpoint of `sync` and `demo` (`--metrics-addr`): `/metrics` (Prometheus text
+//! format), `/healthz` and `/readyz` (200 or 503 with the reason).
+//!
+//! Why hyper directly: hyper 1 and hyper-util already serve tonic in this tree, and three
+//! fixed paths need no router. The endpoint runs on the sync's tokio runtime and reads only
+//! atomics and file sizes, so a scrape never waits on, or makes wait, the writer thread. The
+//! address is bound before the sync starts, so a taken port is one clear error at startup.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::output::health::{healthz, readyz, HealthLimits, Verdict};
+use crate::output::metrics::Exposition;
+use crate::output::progress::Progress;
+
+/// Where and with which limits to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointSettings {
+    /// HOST:PORT (port 0: any free port).
+    pub addr: String,
+    pub limits: HealthLimits,
+}
+
+/// Connections served at once; more are closed at once (scrapers and probes need a few).
+const MAX_CONNECTIONS: usize = 32;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running endpoint; dropping it stops serving.
+pub struct Endpoint {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Shared {
+    exposition: Exposition,
+    progress: Arc<Progress>,
+    limits: HealthLimits,
+}
+
+impl Endpoint {
+    /// Binds `settings.addr` and serves `progress` (and the sizes of the mirror at `db`).
+    pub async fn start(
+        settings: &EndpointSettings,
+        progress: Arc<Progress>,
+        db: PathBuf,
+    ) -> Result<Endpoint> {
+        let listener = TcpListener::bind(&settings.addr)
+            .await
+            .with_context(|| format!("cannot listen on --metrics-addr {}", settings.addr))?;
+        let addr = listener
+            .local_addr()
+            .context("reading the metrics endpoint's address")?;
+        let shared = Arc::new(Shared {
+            exposition: Exposition::new(Arc::clone(&progress), db)?,
+            progress,
+            limits: settings.limits,
+        });
+        let task = tokio::spawn(accept_loop(listener, shared));
+        tracing::info!(
+            "serving http://{addr}/metrics, http://{addr}/healthz and http://{addr}/readyz"
+        );
+        Ok(Endpoint { addr, task })
+    }
+
+    /// Starts an endpoint when settings are given.
+    pub async fn start_if(
+        settings: Option<&EndpointSettings>,
+        progress: &Arc<Progress>,
+        db: &std::path::Path,
+    ) -> Result<Option<Endpoint>> {
+        match settings {
+            Some(s) => Ok(Some(
+                Endpoint::start(s, Arc::clone(progress), db.to_path_buf()).await?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The bound address (the chosen port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::warn!(error = %e, "the metrics endpoint could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue; // dropping the stream closes it
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(route(&req, &shared)) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "a metrics endpoint connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+}
+
+fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let now = shared.progress.snapshot();
+    match req.uri().path() {
+        "/metrics" => match shared.exposition.render() {
+            Ok(text) => reply(StatusCode::OK, prometheus::TEXT_FORMAT, text),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                format!("{e:#}\n"),
+            ),
+        },
+        "/healthz" => verdict(healthz(&now, &shared.limits)),
+        "/readyz" => verdict(readyz(&now, now_secs(), &shared.limits)),
+        "/" => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "vtmirror: /metrics /healthz /readyz\n".into(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: try /metrics, /healthz or /readyz\n".into(),
+        ),
+    }
+}
+
+fn verdict(v: Verdict) -> Response<Full<Bytes>> {
+    let status = if v.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    reply(status, "text/plain; charset=utf-8", v.reason + "\n")
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
