@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command named in README.md. Runs every test: unit tests, integration tests through
 # the real gRPC path against the simulated vtgate, the SIGKILL crash tests, and the end-to-end
-# tests against real Vitess, whose clusters it installs (cached) and starts first.
-# VTMIRROR_SKIP_E2E=1 skips the real-Vitess part (the e2e tests then print "skipped").
+# tests against real Vitess, whose clusters it installs (cached) and starts first, and the
+# metrics test against a real Prometheus (installed from Debian's package when missing).
+# VTMIRROR_SKIP_E2E=1 skips the real-Vitess part (the e2e tests then print "skipped") and the
+# install (the Prometheus test is then skipped when prometheus is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${VTMIRROR_SKIP_E2E:-0}" != 1 ]; then
@@ -11,6 +13,15 @@ if [ "${VTMIRROR_SKIP_E2E:-0}" != 1 ]; then
     exit 1
   fi
   bash scripts/vitess-local.sh install
+  # A real Prometheus for tests/sim/metrics.rs (Debian's package; only the binaries are used:
+  # the test runs its own server on a free port, the Debian service is not started).
+  if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+    policy=/usr/sbin/policy-rc.d   # "101: action forbidden": the package starts no service
+    [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; added_policy=1; }
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+    [ -z "${added_policy:-}" ] || rm -f "$policy"
+  fi
   trap 'bash scripts/vitess-local.sh down all >/dev/null 2>&1 || true' EXIT
   bash scripts/vitess-local.sh down all >/dev/null 2>&1 || true
   bash scripts/vitess-local.sh up

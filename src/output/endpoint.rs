@@ -185,3 +185,62 @@ fn now_secs() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        let status = text[9..12].parse().unwrap();
+        let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+        (status, body)
+    }
+
+    fn settings(addr: &str) -> EndpointSettings {
+        EndpointSettings {
+            addr: addr.into(),
+            limits: HealthLimits::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_serves_metrics_health_and_readiness_with_reasons() {
+        let progress = Arc::new(Progress::default());
+        let db = PathBuf::from("/nonexistent/m.db");
+        let endpoint = Endpoint::start(&settings("127.0.0.1:0"), progress, db)
+            .await
+            .unwrap();
+        let addr = endpoint.local_addr();
+        let (status, metrics) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(metrics.contains("vtmirror_rows_applied_total{phase=\"copy\"} 0"));
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        let (status, reason) = get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(
+            reason.starts_with("not ready: copy in progress"),
+            "{reason}"
+        );
+        assert_eq!(get(addr, "/nope").await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_is_one_clear_error_at_startup() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        let progress = Arc::new(Progress::default());
+        let err = Endpoint::start(&settings(&addr), progress, PathBuf::from("m.db"))
+            .await
+            .err()
+            .expect("the port is taken");
+        let text = format!("{err:#}");
+        assert!(text.starts_with(&format!("cannot listen on --metrics-addr {addr}: ")));
+        assert!(text.to_lowercase().contains("in use"), "{text}");
+    }
+}

@@ -111,6 +111,30 @@ fn an_unreachable_vtgate_is_a_one_line_error_for_tail_and_sync() {
     assert_one_line_error(&out, 1, "vtgate is unreachable");
 }
 
+#[test]
+fn a_taken_metrics_address_is_a_one_line_error_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let (vtgate, db_arg) = (closed_port(), db.to_str().unwrap());
+    let sync = [
+        "sync",
+        "--vtgate",
+        &vtgate,
+        "--keyspace",
+        "commerce",
+        "--db",
+        db_arg,
+    ];
+    let out = vtmirror(&[&sync[..], &["--metrics-addr", &taken]].concat());
+    let needle = format!("cannot listen on --metrics-addr {taken}: Address already in use");
+    assert_one_line_error(&out, 1, &needle);
+    assert!(!db.exists(), "nothing was created");
+    let out = vtmirror(&["demo", "--db", db_arg, "--metrics-addr", &taken]);
+    assert_one_line_error(&out, 1, &needle);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_keyspace_stops_sync_and_tail_at_once_and_writes_no_file() {
     let (_model, server) = source(10).await;

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod keyspaces;
+mod metrics;
 mod query;
 mod snapshot;
 mod status;

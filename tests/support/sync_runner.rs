@@ -56,6 +56,12 @@ pub struct BinarySync {
 impl BinarySync {
     /// `vtmirror sync --vtgate endpoint --keyspace commerce --db db` plus `extra` flags.
     pub fn spawn(endpoint: &str, db: &Path, extra: &[&str]) -> Self {
+        let level = std::env::var("VTMIRROR_NET_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn_logging(endpoint, db, extra, &level)
+    }
+
+    /// Like `spawn`, logging at `rust_log` (`RUST_LOG`).
+    pub fn spawn_logging(endpoint: &str, db: &Path, extra: &[&str], rust_log: &str) -> Self {
         let log = db.with_extension("log");
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_vtmirror"))
@@ -63,10 +69,7 @@ impl BinarySync {
             .arg("--db")
             .arg(db)
             .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("VTMIRROR_NET_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
