@@ -20,6 +20,7 @@ use vtmirror::source::vstream::{open_event_stream, rules, StreamSpec};
 
 use crate::measure::{disk_written, process_cpu, thread_cpu, wait_child, Run};
 use crate::replay::{Feed, ReplayServer};
+use crate::scrape::{free_port, Scraper};
 use crate::workload::{table_schema, DecodedOp, KEYSPACE, TABLE};
 
 /// Rows per transaction of the L0 arm: large enough that commits cost nothing.
@@ -286,11 +287,16 @@ pub struct SyncRun {
     /// `--start` (copy or a position).
     pub start: String,
     pub extra_args: Vec<String>,
+    /// With the metrics endpoint on, scraped this often while the sync runs.
+    pub scrape_every: Option<Duration>,
 }
 
 impl SyncRun {
-    fn command(&self) -> Result<Command> {
+    fn command(&self, metrics_addr: Option<&str>) -> Result<Command> {
         let mut cmd = Command::new(std::env::current_exe()?);
+        if let Some(addr) = metrics_addr {
+            cmd.args(["--metrics-addr", addr]);
+        }
         cmd.arg(crate::SYNC_CHILD)
             .args(["--vtgate", &self.vtgate, "--keyspace", &self.keyspace])
             .arg("--db")
@@ -306,9 +312,20 @@ impl SyncRun {
     /// Runs the sync to caught-up. Wall time is spawn → the last commit (the idle wait that
     /// detects "caught up" is not counted); CPU is the child's (wait4), peak RSS its own VmHWM.
     pub fn run(&self, payload_bytes: u64) -> Result<(Run, ChildReport)> {
+        let metrics_addr = match self.scrape_every {
+            Some(_) => Some(format!("127.0.0.1:{}", free_port()?)),
+            None => None,
+        };
         let (spawned_ms, server_cpu0) = (now_ms(), process_cpu());
-        let mut child = self.command()?.spawn()?;
+        let mut child = self.command(metrics_addr.as_deref())?.spawn()?;
+        let scraper =
+            (metrics_addr.zip(self.scrape_every)).map(|(a, every)| Scraper::start(a, every));
         let usage = wait_child(child.id());
+        if let Some(scraper) = scraper {
+            let scrapes = scraper.stop();
+            anyhow::ensure!(scrapes > 0, "the metrics endpoint was never scraped");
+            eprintln!("    ({scrapes} scrapes of /metrics)");
+        }
         let mut out = String::new();
         if let Some(mut stdout) = child.stdout.take() {
             stdout.read_to_string(&mut out)?;

@@ -7,6 +7,7 @@ mod lag;
 mod measure;
 mod replay;
 mod report;
+mod scrape;
 mod workload;
 
 use std::path::PathBuf;
@@ -46,6 +47,10 @@ struct Args {
     /// Extra `vtmirror sync` flags for the T arm (e.g. "--max-batch-rows=50000").
     #[arg(long, allow_hyphen_values = true)]
     sync_arg: Vec<String>,
+    /// T with the metrics endpoint on (`--metrics-addr`), scraped every this many ms by
+    /// the benchmark while it syncs (0: endpoint off).
+    #[arg(long, default_value_t = 0)]
+    metrics_scrape_ms: u64,
 }
 
 impl Args {
@@ -58,6 +63,10 @@ impl Args {
         } else {
             10_000
         }
+    }
+    fn scrape_every(&self) -> Option<std::time::Duration> {
+        (self.metrics_scrape_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.metrics_scrape_ms))
     }
     fn lag_seconds(&self) -> f64 {
         if self.quick {
@@ -93,16 +102,20 @@ fn sync_child(flags: &[String]) -> Result<()> {
         anyhow::bail!("the sync child only runs sync");
     };
     let opts = sync.options()?;
+    let endpoint = sync.endpoint.settings()?;
     let progress = Arc::new(vtmirror::output::progress::Progress::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(vtmirror::commands::sync::run(
-        opts,
-        Arc::clone(&progress),
-        std::future::pending(),
-    ))?;
+    runtime.block_on(async {
+        let db = opts.db.clone();
+        let started =
+            vtmirror::output::endpoint::Endpoint::start_if(endpoint.as_ref(), &progress, &db);
+        let _endpoint = started.await?;
+        let pending = std::future::pending();
+        vtmirror::commands::sync::run(opts, Arc::clone(&progress), pending).await
+    })?;
     let s = progress.snapshot();
     println!(
         r#"{{"commits":{},"rows":{},"committed_at_ms":{},"peak_rss_kb":{},"disk_written":{}}}"#,
@@ -234,6 +247,7 @@ async fn end_to_end(
         db: fresh_db(dir, "t.db"),
         start: start.into(),
         extra_args: args.sync_arg.clone(),
+        scrape_every: args.scrape_every(),
     };
     let payload = stream.payload_bytes;
     let db = sync.db.clone();
@@ -341,6 +355,7 @@ async fn lag_workload(
             db: fresh_db(dir, "lag.db"),
             start: workload::replication_start_json(),
             extra_args: args.sync_arg.clone(),
+            scrape_every: args.scrape_every(),
         };
         let run =
             lag::paced_replication(Arc::clone(&responses), args.lag_rate, sync, payload).await?;

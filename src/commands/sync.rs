@@ -126,13 +126,7 @@ pub async fn run(
         if class == Class::Definite {
             progress.set_state(SyncState::Failed);
             if created && progress.snapshot().commits == 0 {
-                if let Some(unused) = mirror.take() {
-                    unused.discard(&opts.db)?;
-                }
-                return Err(err.context(format!(
-                    "nothing was written ({} was not created)",
-                    opts.db.display()
-                )));
+                return Err(discard_new(err, mirror.take(), &opts.db));
             }
             record_status(conn, "state", "failed");
             record_status(conn, "last_error", &shown);
@@ -154,6 +148,20 @@ pub async fn run(
         }
         progress.metrics.reconnected();
     }
+}
+
+/// Removes a file this sync created when it stops on a definite error `err` before its
+/// first commit; the error to return.
+fn discard_new(err: anyhow::Error, unused: Option<Mirror>, db: &std::path::Path) -> anyhow::Error {
+    if let Some(unused) = unused {
+        if let Err(e) = unused.discard(db) {
+            return e;
+        }
+    }
+    err.context(format!(
+        "nothing was written ({} was not created)",
+        db.display()
+    ))
 }
 
 /// Writes a status value for `status`, best effort: a full disk or a lock held by another

@@ -25,38 +25,12 @@ use crate::source::proto::binlogdata::VGtid;
 
 mod crash_point;
 mod measure;
+mod phase;
 mod rows;
 use crash_point::{CrashAt, Point};
+use phase::describe_commit;
+pub use phase::Phase;
 use rows::MirrorTable;
-
-/// What the mirror is doing, by the kind of the last applied source transaction; stored in
-/// `_vtmirror_status` as `phase` (crash tests classify kills by it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Copy batches: rows read from the source tables.
-    Copy,
-    /// Binlog written during the copy, replayed between copy batches.
-    CatchUp,
-    /// After the copy completed.
-    Replication,
-}
-
-impl Phase {
-    /// In `index` order.
-    pub const ALL: [Phase; 3] = [Phase::Copy, Phase::CatchUp, Phase::Replication];
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Copy => "copy",
-            Phase::CatchUp => "catch-up",
-            Phase::Replication => "replication",
-        }
-    }
-}
 
 /// The steps decoded from one VStream response, holding their room in the writer queue
 /// until they are applied and freed.
@@ -116,15 +90,6 @@ pub struct Writer {
     phase_written: Option<Phase>,
     /// The armed `VTMIRROR_CRASH_AT` point (crash tests only).
     crash: Option<&'static CrashAt>,
-}
-
-/// The crash-point report of a commit: its phase and checkpoint.
-fn describe_commit(phase: Phase, pending: &Uncommitted) -> String {
-    let phase = phase.name();
-    let checkpoint = pending.checkpoint.as_ref().map_or_else(String::new, |cp| {
-        crate::mirror::checkpoint::to_json(cp).to_string()
-    });
-    format!("phase {phase} checkpoint {checkpoint}")
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -423,38 +388,6 @@ impl Writer {
         );
         self.measure_commit(&pending, started.elapsed());
         Ok(())
-    }
-
-    /// Files the ended transaction under its phase (transactions without rows keep the last).
-    fn end_phase(&mut self) {
-        if let Some(copied) = self.txn_copied.take() {
-            self.pending.phase = Some(match (self.copy_completed, copied) {
-                (true, _) => Phase::Replication,
-                (false, true) => Phase::Copy,
-                (false, false) => Phase::CatchUp,
-            });
-        }
-    }
-
-    /// Where the writer is, for the crash-point report of a point inside a transaction.
-    fn describe(&self) -> String {
-        let phase = match (self.copy_completed, self.txn_copied) {
-            (true, _) => Phase::Replication,
-            (false, Some(true)) => Phase::Copy,
-            (false, _) => Phase::CatchUp,
-        };
-        format!("phase {}", phase.name())
-    }
-
-    /// The phase of a commit: of its last transaction with rows, else the one stored.
-    fn current_phase(&self, committed: Option<Phase>) -> Phase {
-        committed
-            .or(self.phase_written)
-            .unwrap_or(if self.copy_completed {
-                Phase::Replication
-            } else {
-                Phase::Copy
-            })
     }
 }
 

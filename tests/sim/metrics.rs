@@ -65,6 +65,28 @@ fn promtool_problems(promtool: &std::path::Path, text: &str) -> String {
     }
 }
 
+/// Every query of the example Grafana dashboard, its variables filled in.
+fn dashboard_queries() -> Vec<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/grafana/vtmirror-dashboard.json"
+    );
+    let text = std::fs::read_to_string(path).expect("the dashboard is readable");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels").clone();
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .map(|e| {
+            e.replace("$instance", ".+")
+                .replace("$__rate_interval", "1m")
+        })
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    exprs
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_sees_rows_grow_a_numeric_lag_and_the_copy_complete_while_readyz_follows()
 {
@@ -168,6 +190,11 @@ async fn a_real_prometheus_sees_rows_grow_a_numeric_lag_and_the_copy_complete_wh
     assert!(prometheus
         .value("process_resident_memory_bytes")
         .is_some_and(|b| b > 0.0));
+
+    for expr in dashboard_queries() {
+        let series = prometheus.query(&expr);
+        assert!(!series.is_empty(), "the dashboard query {expr} has no data");
+    }
 
     let (status, text) = http_get(&addr, "/metrics").expect("/metrics answers");
     assert_eq!(status, 200);
