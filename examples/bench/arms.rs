@@ -294,9 +294,6 @@ pub struct SyncRun {
 impl SyncRun {
     fn command(&self, metrics_addr: Option<&str>) -> Result<Command> {
         let mut cmd = Command::new(std::env::current_exe()?);
-        if let Some(addr) = metrics_addr {
-            cmd.args(["--metrics-addr", addr]);
-        }
         cmd.arg(crate::SYNC_CHILD)
             .args(["--vtgate", &self.vtgate, "--keyspace", &self.keyspace])
             .arg("--db")
@@ -304,6 +301,12 @@ impl SyncRun {
             .args(["--start", &self.start, "--exit-when-caught-up"])
             .args(["--caught-up-idle", "0.5", "--heartbeat", "0", "--quiet"])
             .args(&self.extra_args)
+            .args(
+                metrics_addr
+                    .map(|addr| ["--metrics-addr", addr])
+                    .into_iter()
+                    .flatten(),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped());
         Ok(cmd)
