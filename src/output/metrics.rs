@@ -302,6 +302,7 @@ impl Exposition {
         let mut collectors = progress.metrics.collectors();
         collectors.extend(readings.collectors());
         collectors.push(Box::new(build));
+        #[cfg(target_os = "linux")]
         collectors.push(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));

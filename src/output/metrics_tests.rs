@@ -151,3 +151,25 @@ fn copy_counts_follow_the_committed_copy_state_including_a_restarted_or_dropped_
     assert!(text.contains(&format!("vtmirror_copy_completed{customer} 0\n")));
     assert!(!text.contains("table=\"corder\""), "{text}");
 }
+
+#[test]
+fn the_readme_documents_every_exposed_metric() {
+    let readme = include_str!("../../README.md");
+    let progress = Arc::new(Progress::default());
+    progress
+        .metrics
+        .set_copy_states(&[(labels("customer"), 1, false)]);
+    let text = rendered(&progress, std::path::Path::new("absent.db"));
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(names.len() >= DOCUMENTED.len(), "{names:?}");
+    for name in names {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not document {name}"
+        );
+    }
+}
