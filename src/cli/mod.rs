@@ -48,6 +48,7 @@ pub enum Command {
         after_help = "Examples:\n  vtmirror sync --vtgate 127.0.0.1:15991 --keyspace commerce --db commerce.db\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace things --db t.db --tables things,things_name_lookup --exit-when-caught-up\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --metrics-addr 127.0.0.1:9650   # /metrics /healthz /readyz\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --tls-ca ca.pem --auth-user mirror --auth-password-file /etc/vtmirror/password"
     )]
     Sync(SyncArgs),
