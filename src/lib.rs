@@ -17,9 +17,9 @@
 //! | folder | holds |
 //! |---|---|
 //! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into options; one file per command with many flags |
-//! | `commands/` | one file per subcommand: `sync` (orchestration: checkpoint → stream → decode → writer; retry and shutdown), `tail`, `status`, `query`, `snapshot`, `demo`, `verify/` (the mirror against a scratch copy of the source stopped at its checkpoint) |
+//! | `commands/` | one file per subcommand: `sync/` (orchestration: checkpoint → stream → decode → writer; retry and shutdown; `tables`: tables added, dropped or copied again), `tail`, `status`, `query`, `snapshot`, `demo`, `verify/` (the mirror against a scratch copy of the source stopped at its checkpoint) |
 //! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `catalog` (what vtgate serves, checked before a new mirror's first write), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
-//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume` |
+//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume`, `table_copy` (one table copied while the others replicate; swapped in whole) |
 //! | `output/` | `progress` counters, `report` (progress display, log writer), `render` (tables, hex, sizes), `endpoint` (`--metrics-addr`: HTTP for `metrics` (Prometheus) and `health` (`/healthz`, `/readyz`)) |
 //! | `error/` | the one transient-vs-definite classification, backoff, one-line rendering; `redact` keeps row values out of relayed errors |
 //! | `sim/` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |

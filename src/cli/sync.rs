@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::{ConnectionArgs, EndpointArgs, SelectionArgs};
-use crate::commands::sync::{StartFrom, SyncOptions};
+use crate::commands::sync::{StartFrom, SyncOptions, TableChanges};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::checkpoint;
 use crate::mirror::store::Durability;
@@ -67,6 +67,20 @@ pub struct SyncArgs {
     /// (v24) was seen to lose copied rows with it; use only against real vttablets.
     #[arg(long, env = "VTMIRROR_EXCLUDE_KEYSPACE_FROM_TABLE_NAME")]
     pub exclude_keyspace_from_table_name: bool,
+    /// Copy these tables again (comma-separated mirror names) while the others keep
+    /// replicating; readers see the old table until the copy has caught up. A restart with
+    /// the same flag resumes the copy rather than starting it over.
+    #[arg(long, value_delimiter = ',')]
+    pub recopy: Vec<String>,
+    /// Delete tables from the mirror that --tables / --rule no longer select (without it, a
+    /// sync that would drop tables is refused).
+    #[arg(long, env = "VTMIRROR_DROP_UNSELECTED")]
+    pub drop_unselected: bool,
+    /// When a source DDL rewrites a table's values without row events (ADD COLUMN with a
+    /// default, a type change, an online DDL RENAME COLUMN), copy that table again instead of
+    /// stopping.
+    #[arg(long, env = "VTMIRROR_RECOPY_ON_DDL")]
+    pub recopy_on_ddl: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -114,6 +128,11 @@ impl SyncArgs {
             queue_depth: 16,
             stop_at: None,
             exit_after_copy: false,
+            changes: TableChanges {
+                recopy: self.recopy.clone(),
+                drop_unselected: self.drop_unselected,
+                recopy_on_ddl: self.recopy_on_ddl,
+            },
         })
     }
 }

@@ -119,6 +119,7 @@ fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
         queue_depth: 16,
         stop_at: None,
         exit_after_copy: false,
+        changes: Default::default(),
     }
 }
 

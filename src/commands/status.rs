@@ -63,6 +63,8 @@ pub struct ShardPosition {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TableCopy {
     pub table: String,
+    /// "first copy", or why the table is copied on its own: added, re-copy, re-copy after DDL.
+    pub copy: String,
     pub shard: String,
     pub rows_copied: i64,
     /// The last primary key copied, while the table's copy is in progress on the shard.
@@ -187,6 +189,7 @@ fn copy_progress(conn: &Connection, vgtid: &VGtid, naming: &Naming) -> Result<Ve
     let rows = stmt.query_map([], |r| {
         Ok(TableCopy {
             table: r.get(0)?,
+            copy: "first copy".into(),
             shard: r.get(1)?,
             rows_copied: r.get(2)?,
             last_pk: None,
@@ -196,7 +199,12 @@ fn copy_progress(conn: &Connection, vgtid: &VGtid, naming: &Naming) -> Result<Ve
     let mut tables = rows
         .collect::<rusqlite::Result<Vec<_>>>()
         .context("reading _vtmirror_copy_state")?;
+    let single = crate::mirror::table_copy::pending(conn).unwrap_or_default();
     for t in &mut tables {
+        if let Some(copy) = single.iter().find(|c| c.shadow == t.table) {
+            t.table = copy.table.clone();
+            t.copy = copy.reason.clone();
+        }
         t.last_pk = (!t.done)
             .then(|| last_pk(vgtid, naming, &t.shard, &t.table))
             .flatten();
@@ -312,10 +320,17 @@ pub fn text(s: &Status) -> String {
         };
         lines.push(format!("  {}/{}  {gtid}", p.keyspace, p.shard));
     }
-    let copy = if s.copy_completed {
-        "completed"
-    } else {
-        "in progress"
+    let single = (s.copy.iter())
+        .filter(|t| t.copy != "first copy" && !t.done)
+        .map(|t| t.table.as_str())
+        .collect::<std::collections::BTreeSet<_>>();
+    let copy = match (s.copy_completed, single.len()) {
+        (false, _) => "in progress".to_string(),
+        (true, 0) => "completed".to_string(),
+        (true, _) => format!(
+            "completed; copying {} (readers see the old table until done)",
+            single.into_iter().collect::<Vec<_>>().join(", ")
+        ),
     };
     lines.push(format!("copy            {copy}"));
     if !s.copy.is_empty() {
@@ -345,7 +360,7 @@ fn lag_text(s: &Status) -> String {
 }
 
 fn copy_table(tables: &[TableCopy]) -> String {
-    let header: Vec<String> = ["table", "shard", "rows copied", "last pk", "done"]
+    let header: Vec<String> = ["table", "copy", "shard", "rows copied", "last pk", "done"]
         .map(String::from)
         .to_vec();
     let rows: Vec<Vec<String>> = tables
@@ -353,6 +368,7 @@ fn copy_table(tables: &[TableCopy]) -> String {
         .map(|t| {
             vec![
                 t.table.clone(),
+                t.copy.clone(),
                 t.shard.clone(),
                 count(t.rows_copied.max(0) as u64),
                 t.last_pk.clone().unwrap_or_else(|| "-".into()),

@@ -19,6 +19,7 @@ use crate::mirror::batch::CommitPolicy;
 use crate::mirror::checkpoint::is_positioned;
 use crate::mirror::metadata;
 use crate::mirror::store::Mirror;
+use crate::mirror::table_copy;
 use crate::output::progress::Progress;
 use crate::source::decode::Step;
 use crate::source::proto::binlogdata::VGtid;
@@ -90,6 +91,8 @@ pub struct Writer {
     phase_written: Option<Phase>,
     /// The armed `VTMIRROR_CRASH_AT` point (crash tests only).
     crash: Option<&'static CrashAt>,
+    /// Tables being copied on their own → the shadow their rows go to (`table_copy`).
+    copying: HashMap<String, String>,
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -124,6 +127,7 @@ impl Writer {
             txn_copied: None,
             phase_written: None,
             crash: None,
+            copying: HashMap::new(),
         }
     }
 
@@ -134,6 +138,9 @@ impl Writer {
             self.tables.entry(table).or_default().shards = shards;
         }
         self.copy_completed = stored.copy_completed;
+        self.copying = (table_copy::pending(&self.mirror.conn)?.into_iter())
+            .map(|c| (c.table, c.shadow))
+            .collect();
         self.progress
             .stored(stored.copy_completed, stored.event_time);
         Ok(())
@@ -239,10 +246,11 @@ impl Writer {
                 }
                 if *copied {
                     self.pending.copy_changed = true;
+                    let table = self.target(&schema.schema.table).to_string();
                     *self
                         .pending
                         .copied
-                        .entry((schema.shard.clone(), schema.schema.table.clone()))
+                        .entry((schema.shard.clone(), table))
                         .or_default() += changes.len() as i64;
                 }
             }
@@ -287,6 +295,7 @@ impl Writer {
                     keyspace,
                     shard,
                     naming: &self.mirror.naming,
+                    copying: &self.copying,
                 };
                 crate::mirror::ddl::apply_source_ddl(&self.mirror.conn, &scope, ddl)?;
                 self.pending.copy_changed = true;
@@ -355,6 +364,11 @@ impl Writer {
             metadata::mark_copy_completed(conn)?;
             self.copy_completed = true;
         }
+        let copies_ended = !pending.shards_copied.is_empty() || pending.copy_completed;
+        let finished = match copies_ended && !self.copying.is_empty() {
+            true => table_copy::finish_completed(conn)?,
+            false => Vec::new(),
+        };
         let state = if self.copy_completed {
             "replicating"
         } else {
@@ -387,7 +401,17 @@ impl Writer {
             self.copy_completed,
         );
         self.measure_commit(&pending, started.elapsed());
+        if !finished.is_empty() {
+            tracing::info!(tables = ?finished, "table copies finished; readers now see the new copies");
+            self.tables.clear();
+            self.load()?;
+        }
         Ok(())
+    }
+
+    /// The SQLite table a source table's rows go to: its shadow while it is being copied.
+    fn target<'a>(&'a self, table: &'a str) -> &'a str {
+        self.copying.get(table).map_or(table, String::as_str)
     }
 }
 

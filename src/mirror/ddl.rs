@@ -2,6 +2,8 @@
 //! source schema (create, add columns, or rebuild copying the columns both layouts share), and
 //! the table-level effects of source DDL (drop, truncate, rename table or column).
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
@@ -111,6 +113,39 @@ pub struct DdlScope<'a> {
     pub keyspace: &'a str,
     pub shard: &'a str,
     pub naming: &'a Naming,
+    /// Tables being copied (`table_copy`): their copy brings the statement's effect, so a
+    /// statement the mirror cannot follow does not stop it.
+    pub copying: &'a HashMap<String, String>,
+}
+
+/// A source change to `table` that no stream consumer can follow (values rewritten without
+/// row events). A definite error; with `sync --recopy-on-ddl` the table is copied again.
+#[derive(Debug)]
+pub struct CannotFollow {
+    pub table: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for CannotFollow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; the mirror stays at the position before it (sync --recopy-on-ddl copies the \
+             table again instead; or start a new mirror file)",
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for CannotFollow {}
+
+impl CannotFollow {
+    pub fn error(table: &str, message: String) -> anyhow::Error {
+        anyhow::Error::new(CannotFollow {
+            table: table.to_string(),
+            message,
+        })
+    }
 }
 
 impl DdlScope<'_> {
@@ -127,7 +162,7 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
     match ddl {
         SourceDdl::Other => Ok(()),
         SourceDdl::Unsupported { table, reason } => {
-            refuse_if_mirrored(conn, &scope.table(table), reason)
+            refuse_if_mirrored(conn, scope, &scope.table(table), reason)
         }
         SourceDdl::DropTables(tables) => tables
             .iter()
@@ -155,12 +190,17 @@ fn exists(conn: &Connection, table: &str) -> Result<bool> {
     Ok(current_layout(conn, table)?.is_some())
 }
 
-fn refuse_if_mirrored(conn: &Connection, table: &str, reason: &str) -> Result<()> {
-    if exists(conn, table)? {
-        anyhow::bail!(
-            "source DDL on table {table} cannot be mirrored: {reason}; the mirror stays at the \
-             position before it (start a new mirror file to copy the table again)"
-        );
+fn refuse_if_mirrored(
+    conn: &Connection,
+    scope: &DdlScope,
+    table: &str,
+    reason: &str,
+) -> Result<()> {
+    if exists(conn, table)? && !scope.copying.contains_key(table) {
+        return Err(CannotFollow::error(
+            table,
+            format!("source DDL on table {table} cannot be mirrored: {reason}"),
+        ));
     }
     Ok(())
 }
@@ -196,7 +236,7 @@ fn rename_tables(conn: &Connection, scope: &DdlScope, pairs: &[(String, String)]
     Ok(())
 }
 
-fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
+pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
     if !exists(conn, from)? {
         return Ok(());
     }
@@ -221,13 +261,15 @@ fn cut_over(conn: &Connection, scope: &DdlScope, shadow: &str, bare: &str) -> Re
     if !exists(conn, table)? {
         return Ok(());
     }
-    if statements.is_empty() {
-        anyhow::bail!(
-            "table {table} was replaced by a Vitess online DDL cut-over (shadow table {shadow} on \
-             shard {shard}) whose ALTER was not in the stream, so its rows may have changed \
-             without row events; the mirror stays at the position before the cut-over (start a \
-             new mirror file to copy the table again)"
-        );
+    if statements.is_empty() && !scope.copying.contains_key(table) {
+        return Err(CannotFollow::error(
+            table,
+            format!(
+                "table {table} was replaced by a Vitess online DDL cut-over (shadow table \
+                 {shadow} on shard {shard}) whose ALTER was not in the stream, so its rows may \
+                 have changed without row events"
+            ),
+        ));
     }
     for statement in &statements {
         apply_source_ddl(conn, scope, &retarget(statement, shadow, bare))

@@ -164,9 +164,9 @@ pub fn set_status(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// Stores one shard's schema of a table (replacing the previous one).
-pub fn save_fields(tx: &Connection, s: &ShardSchema) -> Result<()> {
-    let table = &s.schema.table;
+/// Stores one shard's schema of a table as `table`'s (replacing the previous one): the
+/// table itself, or the shadow a table copy writes to.
+pub fn save_fields(tx: &Connection, table: &str, s: &ShardSchema) -> Result<()> {
     tx.execute(
         "DELETE FROM _vtmirror_fields WHERE shard = ?1 AND table_name = ?2",
         params![s.shard, table],
@@ -218,7 +218,10 @@ pub fn load_fields(conn: &Connection) -> Result<BTreeMap<String, BTreeMap<String
     }
     let mut out: BTreeMap<String, BTreeMap<String, TableSchema>> = BTreeMap::new();
     for ((table, shard), (fields, enum_strings)) in grouped {
-        let schema = TableSchema::from_fields(&table, &fields, enum_strings)?;
+        // A shadow's fields are a source table's: they are checked under that name.
+        let source = crate::mirror::table_copy::table_of_shadow(&table).unwrap_or(&table);
+        let mut schema = TableSchema::from_fields(source, &fields, enum_strings)?;
+        schema.table = table.clone();
         out.entry(table).or_default().insert(shard, schema);
     }
     Ok(out)

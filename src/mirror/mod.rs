@@ -22,4 +22,5 @@ pub mod naming;
 pub mod resume;
 pub mod schema;
 pub mod store;
+pub mod table_copy;
 pub mod upsert;

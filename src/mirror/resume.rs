@@ -9,6 +9,7 @@ use rusqlite::Connection;
 use crate::mirror::checkpoint::{resume_position, CopyKnowledge};
 use crate::mirror::metadata::{self, Ceiling};
 use crate::mirror::naming::Naming;
+use crate::mirror::table_copy;
 use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
 
 /// Where the stream starts and what the mirror already holds.
@@ -18,6 +19,10 @@ pub struct Start {
     /// True when the mirror had a stored checkpoint.
     pub resumed: bool,
     pub copy_completed: bool,
+    /// Bare names for `VStreamFlags.tables_to_copy` (table copies after the first copy).
+    pub tables_to_copy: Vec<String>,
+    /// Shard keys that copy single tables; each ends its copy with a COPY_COMPLETED.
+    pub copying_shards: BTreeSet<String>,
 }
 
 /// Computes the start position; may restart the copy of a table whose keys SQLite cannot
@@ -29,13 +34,25 @@ pub fn start_position(conn: &Connection, naming: &Naming, fresh: &VGtid) -> Resu
             vgtid: fresh.clone(),
             resumed: false,
             copy_completed: false,
+            tables_to_copy: Vec::new(),
+            copying_shards: BTreeSet::new(),
         });
     };
     if stored.copy_completed {
-        return Ok(Start {
+        let tx = conn.unchecked_transaction()?;
+        let copies = table_copy::resume(&tx, naming, &vgtid)?;
+        tx.commit()
+            .context("restarting an interrupted table copy")?;
+        let copies = copies.unwrap_or_else(|| table_copy::CopyRequest {
             vgtid,
+            ..Default::default()
+        });
+        return Ok(Start {
+            vgtid: copies.vgtid,
             resumed: true,
             copy_completed: true,
+            tables_to_copy: copies.tables_to_copy,
+            copying_shards: copies.shards,
         });
     }
     let mut started = metadata::started_copies(conn)?;
@@ -70,6 +87,8 @@ pub fn start_position(conn: &Connection, naming: &Naming, fresh: &VGtid) -> Resu
         vgtid: resume_position(&vgtid, false, &known),
         resumed: true,
         copy_completed: false,
+        tables_to_copy: Vec::new(),
+        copying_shards: BTreeSet::new(),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::mirror::naming::Naming;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_metadata.sql"),
     include_str!("../../migrations/0002_online_ddl.sql"),
+    include_str!("../../migrations/0003_table_copies.sql"),
 ];
 
 /// How durable each commit is. NORMAL is safe against process crashes (the checkpoint rolls
@@ -38,6 +39,9 @@ pub struct Mirror {
     pub conn: Connection,
     /// How the file names tables and shards (from the identity's keyspace label).
     pub naming: Naming,
+    /// The filter the file was made with, when this sync asks for another one (same
+    /// keyspaces): `sync` then adds and removes tables (`table_copy`) or refuses.
+    pub previous_filter: Option<String>,
     _lock: File,
 }
 
@@ -113,10 +117,11 @@ impl Mirror {
             .with_context(|| format!("configuring mirror {}", db.display()))?;
         migrate(&conn, db)?;
         check_metadata(&conn, db)?;
-        check_identity(&conn, identity, db)?;
+        let previous_filter = check_identity(&conn, identity, db)?;
         Ok(Mirror {
             conn,
             naming: Naming::of_label(&identity.keyspace),
+            previous_filter,
             _lock: lock,
         })
     }
@@ -264,7 +269,8 @@ fn check_metadata(conn: &Connection, db: &Path) -> Result<()> {
     Ok(())
 }
 
-fn check_identity(conn: &Connection, wanted: &Identity, db: &Path) -> Result<()> {
+/// Refuses a file made for other keyspaces; returns the stored filter when it differs.
+fn check_identity(conn: &Connection, wanted: &Identity, db: &Path) -> Result<Option<String>> {
     let get = |key: &str| -> Result<Option<String>> {
         Ok(conn
             .query_row(
@@ -280,18 +286,29 @@ fn check_identity(conn: &Connection, wanted: &Identity, db: &Path) -> Result<()>
                 "INSERT INTO _vtmirror_identity (key, value) VALUES ('keyspace', ?1), ('filter', ?2), ('created_at', ?3)",
                 (&wanted.keyspace, &wanted.filter, now_text()),
             )?;
-            Ok(())
+            Ok(None)
         }
-        (Some(keyspace), filter) if keyspace == wanted.keyspace && filter.as_deref() == Some(&wanted.filter) => Ok(()),
-        (Some(keyspace), filter) => bail!(
-            "{} mirrors keyspace {keyspace} with filter {}; this sync asks for keyspace {} with filter {}. \
+        (Some(keyspace), filter) if keyspace == wanted.keyspace => {
+            Ok(filter.filter(|f| f != &wanted.filter))
+        }
+        (Some(keyspace), _) => bail!(
+            "{} mirrors keyspace {keyspace}; this sync asks for keyspace {}. \
              Use another --db file for a different source.",
             db.display(),
-            filter.unwrap_or_default(),
             wanted.keyspace,
-            wanted.filter
         ),
     }
+}
+
+/// Records the filter a sync now mirrors (inside the transaction that adds or drops tables).
+pub fn update_filter(tx: &Connection, filter: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO _vtmirror_identity (key, value) VALUES ('filter', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [filter],
+    )
+    .context("recording the mirror's new table selection")?;
+    Ok(())
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, from the system clock.

@@ -42,16 +42,34 @@ enum Unanswered {
 /// Checks the selection and rules of a new mirror against what vtgate serves; `copy` is true
 /// when the mirror starts with a copy (vttablet refuses to copy a keyspace with no table).
 pub async fn check(spec: &StreamSpec, copy: bool) -> Result<()> {
+    match fetch(spec).await? {
+        Some(catalog) => catalog.check(&spec.selection, &spec.rules, copy),
+        None => Ok(()),
+    }
+}
+
+/// What vtgate serves, or None (after a warning) when it does not answer these statements.
+pub async fn fetch(spec: &StreamSpec) -> Result<Option<Catalog>> {
     let mut client = crate::source::transport::connect(&spec.vtgate).await?;
-    let catalog = match load(&mut client, spec).await {
-        Ok(catalog) => catalog,
+    match load(&mut client, spec).await {
+        Ok(catalog) => Ok(Some(catalog)),
         Err(Unanswered::Skip(why)) => {
             tracing::warn!(reason = %why, "vtgate did not list its keyspaces and tables; flags are checked by the stream only");
-            return Ok(());
+            Ok(None)
         }
-        Err(Unanswered::Failed(e)) => return Err(e),
-    };
-    catalog.check(&spec.selection, &spec.rules, copy)
+        Err(Unanswered::Failed(e)) => Err(e),
+    }
+}
+
+/// Whether filter `rule` selects bare table `table` (vttablet's `matchTable`: the exact name,
+/// or a `/regex`); None when the regex is one only Go's engine reads.
+pub fn rule_matches(rule: &Rule, table: &str) -> Option<bool> {
+    match rule.r#match.strip_prefix('/') {
+        None => Some(rule.r#match == table),
+        Some(pattern) => regex::Regex::new(pattern.trim_end_matches('/'))
+            .ok()
+            .map(|re| re.is_match(table)),
+    }
 }
 
 async fn load(client: &mut VtgateClient, spec: &StreamSpec) -> Result<Catalog, Unanswered> {

@@ -1,6 +1,6 @@
 //! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
 //! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
-//! several keyspaces in one mirror and key-range mirrors.
+//! several keyspaces in one mirror and key-range mirrors, tables added and copied again.
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
@@ -12,5 +12,6 @@ mod identifiers;
 mod keyspaces;
 mod online_ddl;
 mod reshard;
+mod table_copies;
 mod types;
 mod vttest;

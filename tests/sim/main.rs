@@ -11,5 +11,6 @@ mod query;
 mod snapshot;
 mod status;
 mod sync;
+mod table_copies;
 mod tail;
 mod verify;

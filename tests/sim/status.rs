@@ -51,7 +51,9 @@ async fn a_caught_up_mirror_shows_its_checkpoint_and_finished_copy() {
     );
     assert!(shown.contains("copy            completed"), "{shown}");
     assert!(
-        shown.contains("  table     shard  rows copied  last pk  done\n  accounts  -80    "),
+        shown.contains(
+            "  table     copy        shard  rows copied  last pk  done\n  accounts  first copy  -80    "
+        ),
         "{shown}"
     );
 }

@@ -87,6 +87,7 @@ pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
         queue_depth: 16,
         stop_at: None,
         exit_after_copy: false,
+        changes: Default::default(),
     }
 }
 

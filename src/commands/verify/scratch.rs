@@ -57,6 +57,7 @@ impl Scratch {
             queue_depth: 16,
             stop_at: None,
             exit_after_copy: true,
+            changes: Default::default(),
         };
         Ok(Scratch {
             keyspace: shard.keyspace.clone(),

@@ -31,7 +31,7 @@ pub(super) struct MirrorTable {
 impl Writer {
     pub(super) fn apply_schema(&mut self, incoming: &Arc<ShardSchema>) -> Result<()> {
         self.begin()?;
-        let table_name = incoming.schema.table.clone();
+        let table_name = self.target(&incoming.schema.table).to_string();
         if let Some(other) = crate::mirror::schema::case_collision(self.tables.keys(), &table_name)
         {
             anyhow::bail!(
@@ -53,14 +53,16 @@ impl Writer {
             if let Some(column) =
                 crate::mirror::schema::value_rewriting_change(old, &incoming.schema)
             {
-                anyhow::bail!(
-                    "the type of column {column} of table {table_name} changed in a way that \
-                     rewrites existing values without row events; the mirror stays at the \
-                     position before it (start a new mirror file to copy the table again)"
-                );
+                return Err(crate::mirror::ddl::CannotFollow::error(
+                    &table_name,
+                    format!(
+                        "the type of column {column} of table {table_name} changed in a way \
+                         that rewrites existing values without row events"
+                    ),
+                ));
             }
         }
-        metadata::save_fields(conn, incoming)?;
+        metadata::save_fields(conn, &table_name, incoming)?;
         table
             .shards
             .insert(incoming.shard.clone(), incoming.schema.clone());
@@ -75,20 +77,21 @@ impl Writer {
     }
 
     fn statements(&mut self, schema: &Arc<ShardSchema>) -> (Arc<RowSql>, Option<Arc<str>>) {
-        let table = self.tables.entry(schema.schema.table.clone()).or_default();
+        let target = self.target(&schema.schema.table).to_string();
+        let table = self.tables.entry(target.clone()).or_default();
         if let Some(known) = table.statements.get(&schema.shard) {
             if Arc::ptr_eq(&known.schema, schema) {
                 return (Arc::clone(&known.sql), known.multi_upsert.clone());
             }
         }
         let sql = RowSql::new(
-            &schema.schema.table,
+            &target,
             &schema.schema.column_names(),
             &schema.schema.pk_names(),
         );
         let multi_upsert: Option<Arc<str>> = multi_row_upsert(
             &sql.upsert,
-            &schema.schema.table,
+            &target,
             &schema.schema.column_names(),
             ROWS_PER_STATEMENT,
         )

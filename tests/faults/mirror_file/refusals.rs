@@ -89,7 +89,7 @@ async fn a_file_that_is_not_sqlite_is_refused_and_left_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mirror_of_another_keyspace_or_filter_is_refused_and_left_unchanged() {
+async fn a_mirror_of_another_keyspace_or_with_tables_left_out_is_refused_and_left_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let (_model, server, db) = synced_mirror(dir.path(), 200).await;
     let before = file_bytes(&db);
@@ -103,7 +103,7 @@ async fn a_mirror_of_another_keyspace_or_filter_is_refused_and_left_unchanged() 
     .unwrap();
     assert_refused(
         &outs.0,
-        &["mirrors keyspace commerce", "customer", "another --db"],
+        &["accounts, corder", "no longer selects", "--drop-unselected"],
     );
     assert_refused(
         &outs.1,

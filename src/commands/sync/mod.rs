@@ -26,6 +26,9 @@ use crate::source::transport::{Vtgate, VtgateGrpc};
 use crate::source::vstream::{open_event_stream, StreamSpec};
 use tonic::Streaming;
 
+mod tables;
+pub use tables::TableChanges;
+
 /// Where a fresh mirror starts.
 #[derive(Debug, Clone)]
 pub enum StartFrom {
@@ -57,6 +60,8 @@ pub struct SyncOptions {
     /// Stop once the copy has completed (`verify`'s scratch copies: under constant writes a
     /// stream is never idle long enough to count as caught up).
     pub exit_after_copy: bool,
+    /// Tables added, dropped or copied again (`tables`).
+    pub changes: TableChanges,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +103,20 @@ pub async fn run(
     // a filter must not leave a file that then refuses the corrected flags as another mirror.
     let created = !opts.db.exists();
     let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
+    let before = tables::before(&mirror)?;
+    let changed = tables::selected(&opts, &before).await;
+    if let Err(err) = changed.and_then(|selected| tables::apply(&opts, &mirror, before, selected)) {
+        return Err(match created {
+            true => discard_new(err, Some(mirror), &opts.db),
+            false => err,
+        });
+    }
     record_status(&mirror.conn, "state", "starting");
     progress.set_state(SyncState::Starting);
     let mut mirror = Some(mirror);
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
+    // A re-copy that does not get the stream past the DDL would otherwise loop.
+    let mut recopies_in_a_row = 0;
     tokio::pin!(shutdown);
     loop {
         let current = mirror
@@ -109,7 +124,8 @@ pub async fn run(
             .context("mirror handle lost between attempts")?;
         let commits_before = progress.snapshot().commits;
         let (back, result) = attempt(&opts, current, &progress, &mut shutdown).await?;
-        let conn = &mirror.insert(back).conn;
+        let held = &*mirror.insert(back);
+        let conn = &held.conn;
         let err = match result {
             Ok(outcome) => {
                 record_status(conn, "state", "stopped");
@@ -120,6 +136,16 @@ pub async fn run(
         };
         // Remote errors can quote row data: only the redacted rendering is logged or stored
         // (`{err:#}` would show gRPC messages escaped, past the redaction's markers).
+        if progress.snapshot().commits != commits_before {
+            recopies_in_a_row = 0;
+        }
+        if opts.changes.recopy_on_ddl && recopies_in_a_row < 3 {
+            if let Some(table) = tables::copy_instead_of_stop(held, &err)? {
+                tracing::warn!(table = %table, reason = %render(&err), "copying the table again instead of stopping");
+                recopies_in_a_row += 1;
+                continue;
+            }
+        }
         let shown = render(&err);
         let class = classify(&err);
         progress.metrics.error(class);
@@ -322,7 +348,11 @@ async fn stream(
     progress: &Progress,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
 ) -> Result<Outcome> {
-    let mut copy_done = start.copy_completed || !copy_requested(&start.vgtid);
+    // Table copies after the first copy end with a COPY_COMPLETED from each copying shard
+    // (vtgate sends its final one only when every shard of the stream copied).
+    let mut copying_shards = start.copying_shards.clone();
+    let mut copy_done =
+        (start.copy_completed && copying_shards.is_empty()) || !copy_requested(&start.vgtid);
     if let Some(target) = &opts.stop_at {
         if reached(&start.vgtid, target)? {
             return Ok(Outcome::CaughtUp);
@@ -343,7 +373,15 @@ async fn stream(
         .stall_timeout()
         .unwrap_or(Duration::from_secs(3600));
     let mut decoder = Decoder::new(&opts.spec.selection).starting_at(&start.vgtid);
-    let request = opts.spec.request(start.vgtid);
+    let mut request = opts.spec.request(start.vgtid);
+    if let Some(flags) = request
+        .flags
+        .as_mut()
+        .filter(|_| !start.tables_to_copy.is_empty())
+    {
+        tracing::info!(tables = ?start.tables_to_copy, "copying single tables");
+        flags.tables_to_copy = start.tables_to_copy;
+    }
     // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
     // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.
     let opened = tokio::select! {
@@ -403,7 +441,16 @@ async fn stream(
                 return Ok(Outcome::CaughtUp);
             }
         }
-        copy_done |= steps.iter().any(|s| matches!(s, Step::CopyCompleted));
+        for step in &steps {
+            match step {
+                Step::CopyCompleted => copy_done = true,
+                Step::ShardCopyCompleted { shard } if start.copy_completed => {
+                    copying_shards.remove(shard);
+                    copy_done |= copying_shards.is_empty();
+                }
+                _ => {}
+            }
+        }
         if data {
             last_data = Instant::now();
         }
