@@ -91,6 +91,8 @@ pub struct Decoder {
     /// no allocation).
     schemas: HashMap<String, HashMap<String, HashMap<String, Arc<ShardSchema>>>>,
     in_transaction: bool,
+    /// Whether the open transaction carried row changes: it may only end with its VGTID.
+    rows_in_transaction: bool,
     pending: Option<VGtid>,
     last_event_time: i64,
     position: PositionCheck,
@@ -105,6 +107,7 @@ impl Decoder {
             kept: selection.kept_tables(),
             schemas: HashMap::new(),
             in_transaction: false,
+            rows_in_transaction: false,
             pending: None,
             last_event_time: 0,
             position: PositionCheck::new(&selection.keyspaces),
@@ -183,13 +186,14 @@ impl Decoder {
                         String::from_utf8_lossy(&re.table_name)
                     );
                 }
+                self.rows_in_transaction = true;
                 self.rows(&event, re, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
                 if !self.in_transaction {
                     bail!("COMMIT without BEGIN");
                 }
-                self.end(EndKind::Commit, out);
+                self.end(EndKind::Commit, out)?;
             }
             VEventType::Ddl => {
                 let keyspace = self.keyspace_of(&event.keyspace)?;
@@ -199,9 +203,9 @@ impl Decoder {
                     keyspace: keyspace.to_string(),
                     ddl: crate::source::ddl_statement::parse(&event.statement),
                 });
-                self.end(EndKind::Ddl, out)
+                self.end(EndKind::Ddl, out)?;
             }
-            VEventType::Other => self.end(EndKind::Other, out),
+            VEventType::Other => self.end(EndKind::Other, out)?,
             VEventType::CopyCompleted => self.copy_completed(&event, out)?,
             VEventType::Heartbeat => out.push(Step::Heartbeat {
                 event_time: event.timestamp,
@@ -226,13 +230,24 @@ impl Decoder {
         Ok(())
     }
 
-    fn end(&mut self, kind: EndKind, out: &mut Vec<Step>) {
+    /// Ends the open transaction. One that carried row changes must have had its VGTID:
+    /// committed with an older checkpoint, a restart would replay part of it after the rest
+    /// (invariant 1). vtgate always sends one (from the GTID or LASTPK event before COMMIT),
+    /// so its absence is a definite error and the writer commits nothing of the transaction.
+    fn end(&mut self, kind: EndKind, out: &mut Vec<Step>) -> Result<()> {
+        if std::mem::take(&mut self.rows_in_transaction) && self.pending.is_none() {
+            bail!(
+                "a transaction with row changes ended ({kind:?}) without its VGTID, so its \
+                 position is unknown; nothing of it is applied"
+            );
+        }
         self.in_transaction = false;
         out.push(Step::TxEnd {
             checkpoint: self.pending.take(),
             kind,
             event_time: self.last_event_time,
         });
+        Ok(())
     }
 
     fn copy_completed(&mut self, event: &Event, out: &mut Vec<Step>) -> Result<()> {

@@ -241,6 +241,29 @@ fn commit_without_begin_is_an_error() {
 }
 
 #[test]
+fn a_transaction_with_rows_may_only_end_with_its_vgtid() {
+    let rows_then = |end: VEventType| {
+        vec![
+            ev(VEventType::Begin),
+            field_event(),
+            row_event(None, Some(row(&[Some("1"), None]))),
+            ev(end),
+        ]
+    };
+    for end in [VEventType::Commit, VEventType::Other] {
+        let e = decode_error(rows_then(end));
+        assert!(e.contains("without its VGTID"), "{e}");
+    }
+    // Without rows (vttablet's end of a table copy: BEGIN, LASTPK, COMMIT) it is no error.
+    let lastpk_only = vec![
+        ev(VEventType::Begin),
+        ev(VEventType::Lastpk),
+        ev(VEventType::Commit),
+    ];
+    assert!(run(lastpk_only).is_ok());
+}
+
+#[test]
 fn partial_row_images_are_refused_with_advice() {
     let mut e = row_event(None, Some(row(&[Some("1"), None])));
     if let Some(re) = e.row_event.as_mut() {

@@ -90,6 +90,28 @@ async fn a_commit_without_begin_stops_the_sync() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_without_its_vgtid_commits_nothing_of_the_transaction() {
+    let scene = Scene::new().await;
+    // BEGIN, FIELD, ROW of a 400-row transaction, then COMMIT with no VGTID before it.
+    scene
+        .assert_refused(
+            INSIDE_THE_TRANSACTION,
+            vec![event(VEventType::Commit)],
+            &["without its VGTID", "nothing of it is applied"],
+        )
+        .await;
+    // The same after a DDL-style end (OTHER) of a transaction with rows.
+    scene
+        .assert_refused(
+            INSIDE_THE_TRANSACTION,
+            vec![event(VEventType::Other)],
+            &["without its VGTID"],
+        )
+        .await;
+    scene.assert_converges().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vgtid_of_another_keyspace_stops_the_sync() {
     let scene = Scene::new().await;
     let (uuid, n) = scene.stored_gtid(SHARD);
