@@ -9,6 +9,10 @@
 #   remove-shard0  Reshard complete, stop shard 0 tablets, DeleteShards customer/0
 #   status         what runs, on which ports
 #   down [vttest|reshard|all]   stop what this script started; data removed unless KEEP_DATA=1
+#   secure-vtgate NAME PORT DIR  an extra vtgate of the reshard cluster with TLS (DIR: server.pem,
+#                  server.key; ca.pem → client certificates required; users.json → static auth)
+#   secure-vtgate-stop NAME
+#   restart-vtgate [SECS]  SIGKILL the reshard cluster's vtgate, wait SECS (2), start it again
 #
 # Everything heavy is cached outside the repository (default /var/cache/vtmirror-vitess):
 #   <cache>/<vitess version>/bin   static Vitess binaries built from the Go module
@@ -106,6 +110,8 @@ source "$PARTS/install.sh"
 source "$PARTS/vttest.sh"
 # shellcheck source=vitess/reshard.sh
 source "$PARTS/reshard.sh"
+# shellcheck source=vitess/secure.sh
+source "$PARTS/secure.sh"
 
 # ---------------------------------------------------------------------------------------
 # status
@@ -149,6 +155,9 @@ main() {
     remove-shard0) cmd_remove_shard0 ;;
     status) cmd_status ;;
     down) cmd_down "$@" ;;
+    secure-vtgate) cmd_secure_vtgate "$@" ;;
+    restart-vtgate) cmd_restart_vtgate "$@" ;;
+    secure-vtgate-stop) cmd_secure_vtgate_stop "$@" ;;
     env) cat "$STATE/env" ;;
     help | -h | --help) usage ;;
     *) usage >&2; exit 2 ;;
