@@ -172,7 +172,15 @@ cmd_up_reshard() {
   vtctld_cmd ApplyVSchema --vschema-file "$FIXTURES/reshard/vschema_unsharded.json" "$RS_KEYSPACE" >/dev/null
   timing "schema+vschema" "$t1"
 
-  # vtgate
+  start_rs_vtgate
+  save_reshard_env
+  timing "up-reshard" "$t0"
+  log "memory (RSS of our processes): $(rss_mb_of_sessions) MB"
+  reshard_env
+}
+
+# The reshard cluster's vtgate; waits until it serves.
+start_rs_vtgate() {
   start_daemon rs-vtgate "$STATE/logs/vtgate.log" "${ROOT_CMD[@]}" VTDATAROOT="$RS_DATA_IN" \
     vtgate "${RS_TOPO[@]}" --cell "$CELL" --cells-to-watch "$CELL" \
     --tablet-types-to-wait PRIMARY,REPLICA \
@@ -187,10 +195,20 @@ cmd_up_reshard() {
   wait_until "vtgate serving $RS_KEYSPACE (primary+replica)" "$WAIT_TIMEOUT" reshard_serving ||
     { tail -30 "$STATE/logs/vtgate.log" >&2; die "vtgate not serving"; }
   port_open "$HOST" "$RS_VTGATE_GRPC" || die "vtgate gRPC port $RS_VTGATE_GRPC not answering"
-  save_reshard_env
-  timing "up-reshard" "$t0"
-  log "memory (RSS of our processes): $(rss_mb_of_sessions) MB"
-  reshard_env
+}
+
+# restart-vtgate [seconds down]: SIGKILL the reshard cluster's vtgate (a crash, not a
+# drain), keep it down a while, start it again.
+cmd_restart_vtgate() {
+  need_root
+  daemon_alive rs-vtgate || die "restart-vtgate: the reshard cluster's vtgate is not running"
+  local f="$STATE/pids/rs-vtgate.pid" members
+  members=$(session_pids "$(cat "$f")")
+  # shellcheck disable=SC2086
+  kill -KILL $members 2>/dev/null || true
+  sleep "${1:-2}"
+  start_rs_vtgate
+  log "vtgate restarted"
 }
 
 reshard_serving() {
@@ -272,6 +290,9 @@ cmd_remove_shard0() {
 cmd_down_reshard() {
   local f uid uids=()
   stop_daemon rs-vtgate 30
+  for f in "$STATE"/pids/rs-vtgate-*.pid; do
+    if [[ -f "$f" ]]; then stop_daemon "$(basename "$f" .pid)" 30; fi
+  done
   for f in "$STATE"/pids/rs-vttablet-*.pid "$STATE"/pids/rs-mysqld-*.pid; do
     [[ -f "$f" ]] || continue
     uid=${f##*-}; uid=${uid%.pid}

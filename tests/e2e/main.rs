@@ -1,17 +1,19 @@
 //! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
 //! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
-//! several keyspaces in one mirror and key-range mirrors, tables added and copied again.
+//! several keyspaces in one mirror and key-range mirrors, tables added and copied again, TLS and static auth, reparents and vtgate restarts.
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod ddl;
+mod failover;
 mod fidelity;
 mod identifiers;
 mod keyspaces;
 mod online_ddl;
 mod reshard;
+mod security;
 mod table_copies;
 mod types;
 mod vttest;

@@ -29,7 +29,7 @@ pub struct Cluster {
 
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn env_file() -> BTreeMap<String, String> {
+pub fn env_file() -> BTreeMap<String, String> {
     let path =
         std::env::var("VTMIRROR_VITESS_ENV").unwrap_or_else(|_| "/tmp/vtmirror-vitess/env".into());
     std::fs::read_to_string(path)
