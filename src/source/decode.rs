@@ -167,8 +167,8 @@ impl Decoder {
         match kind {
             VEventType::Begin => self.in_transaction = true,
             VEventType::Vgtid => {
-                let vgtid = *event.vgtid.context("VGTID event carries no VGtid")?;
-                self.position.accept(&vgtid)?;
+                let mut vgtid = *event.vgtid.context("VGTID event carries no VGtid")?;
+                self.position.settle(&mut vgtid)?;
                 self.pending = Some(vgtid);
             }
             VEventType::Field => {

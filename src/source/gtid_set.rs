@@ -75,6 +75,35 @@ impl GtidSet {
     }
 }
 
+impl GtidSet {
+    /// Every transaction of `self` or `other`.
+    pub fn union(&self, other: &GtidSet) -> GtidSet {
+        let mut out = self.clone();
+        for (source, intervals) in &other.sources {
+            let mine = out.sources.entry(source.clone()).or_default();
+            mine.extend_from_slice(intervals);
+            merge(mine);
+        }
+        out
+    }
+
+    /// The set as a Vitess position: `MySQL56/uuid:1-5:7,uuid2:1-9`.
+    pub fn to_position(&self) -> String {
+        let elements: Vec<String> = (self.sources.iter())
+            .map(|(source, intervals)| {
+                let ranges: Vec<String> = (intervals.iter())
+                    .map(|&(lo, hi)| match lo == hi {
+                        true => lo.to_string(),
+                        false => format!("{lo}-{hi}"),
+                    })
+                    .collect();
+                format!("{source}:{}", ranges.join(":"))
+            })
+            .collect();
+        format!("{MYSQL56_FLAVOR}{}", elements.join(","))
+    }
+}
+
 /// A uuid as 32 lowercase hex digits in the canonical 8-4-4-4-12 form.
 fn normalized_uuid(text: &str) -> Option<String> {
     let hex: String = text.chars().filter(|&c| c != '-').collect();
@@ -119,6 +148,23 @@ fn merge(intervals: &mut Vec<(u64, u64)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_union_is_written_back_as_a_position_that_parses_to_itself() {
+        let a = GtidSet::from_position(&format!("MySQL56/{A}:1-5:9"))
+            .unwrap()
+            .unwrap();
+        let b = GtidSet::from_position(&format!("MySQL56/{A}:6-7,{B}:3"))
+            .unwrap()
+            .unwrap();
+        let both = a.union(&b);
+        assert_eq!(both.to_position(), format!("MySQL56/{A}:1-7:9,{B}:3"));
+        assert_eq!(
+            GtidSet::from_position(&both.to_position()).unwrap(),
+            Some(both.clone())
+        );
+        assert!(both.contains(&a) && both.contains(&b));
+    }
 
     const A: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
     const B: &str = "9f7c1b2a-0000-4000-8000-00000000beef";

@@ -54,6 +54,37 @@ impl PositionCheck {
         }
     }
 
+    /// Like `accept`, after one repair: a copy's position may fall behind the one before it.
+    ///
+    /// vttablet copies a table from a consistent snapshot whose GTID set is read while the
+    /// table is locked, so transactions still committing on other tables can be missing from
+    /// it although catch-up already streamed them (uvstreamer's `copyTable` then keeps its own,
+    /// later position and does not fast-forward). The copied rows cannot depend on those
+    /// transactions (the lock held them off the table), so the stream's true position is the
+    /// union of both sets; storing it keeps the checkpoint from ever moving backwards. Only a
+    /// shard entry with last PKs (a copy) is repaired; any other step back is still refused.
+    pub fn settle(&mut self, next: &mut VGtid) -> Result<()> {
+        for s in next
+            .shard_gtids
+            .iter_mut()
+            .filter(|s| !s.table_p_ks.is_empty())
+        {
+            let before = (self.shards.get(&s.keyspace)).and_then(|shards| shards.get(&s.shard));
+            let (Some(Ok(Some(old))), Ok(Some(new))) = (
+                before.map(|b| GtidSet::from_position(b)),
+                GtidSet::from_position(&s.gtid),
+            ) else {
+                continue;
+            };
+            if !new.contains(&old) {
+                let union = new.union(&old).to_position();
+                tracing::debug!(keyspace = %s.keyspace, shard = %s.shard, copy = %s.gtid, kept = %union, "a copy's snapshot position is behind the stream's");
+                s.gtid = union;
+            }
+        }
+        self.accept(next)
+    }
+
     /// Accepts `next` as the stream's position, or says what is wrong with it.
     pub fn accept(&mut self, next: &VGtid) -> Result<()> {
         if next.shard_gtids.is_empty() {

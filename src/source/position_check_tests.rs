@@ -100,3 +100,19 @@ fn the_start_position_is_the_baseline_unless_it_names_no_shard() {
         .accept(&vgtid("ks", &[("-80", &at(2)), ("80-", "")]))
         .unwrap();
 }
+
+#[test]
+fn a_copy_snapshot_behind_the_stream_keeps_the_later_position_and_other_steps_back_fail() {
+    let mut check = PositionCheck::new(&Keyspaces::Named(vec!["ks".into()]));
+    check.accept(&vgtid("ks", &[("0", &at(9))])).unwrap();
+    let mut copy = vgtid("ks", &[("0", &at(8))]);
+    copy.shard_gtids[0].table_p_ks = vec![crate::source::proto::binlogdata::TableLastPk {
+        table_name: "t".into(),
+        lastpk: None,
+    }];
+    check.settle(&mut copy).unwrap();
+    assert_eq!(copy.shard_gtids[0].gtid, at(9), "the union of 1-8 and 1-9");
+    let mut replicated = vgtid("ks", &[("0", &at(7))]);
+    let err = check.settle(&mut replicated).unwrap_err();
+    assert!(err.to_string().contains("backwards"), "{err}");
+}

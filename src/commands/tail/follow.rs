@@ -173,6 +173,11 @@ impl Follower {
             .find(|k| !k.is_empty())
             .unwrap_or_else(|| self.keyspace.clone());
         let table = bare_table_name(&re.table_name, &keyspace).to_string();
+        // Vitess's own tables (an online DDL's `_vt_vrp_…` shadow, which the rule that brings
+        // online DDL events also copies) are not the user's data.
+        if crate::source::ddl_statement::is_internal(&table) {
+            return None;
+        }
         let empty = Vec::new();
         let key = (keyspace, shard, table);
         let fields = self.fields.get(&key).unwrap_or(&empty);
