@@ -93,6 +93,9 @@ pub struct Writer {
     crash: Option<&'static CrashAt>,
     /// Tables being copied on their own → the shadow their rows go to (`table_copy`).
     copying: HashMap<String, String>,
+    /// Source transactions the file holds (the checkpoint's count), for the debug log of
+    /// each commit that power-cut tests compare with the file after a cut.
+    transactions: i64,
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -128,6 +131,7 @@ impl Writer {
             phase_written: None,
             crash: None,
             copying: HashMap::new(),
+            transactions: 0,
         }
     }
 
@@ -138,6 +142,7 @@ impl Writer {
             self.tables.entry(table).or_default().shards = shards;
         }
         self.copy_completed = stored.copy_completed;
+        self.transactions = stored.transactions;
         self.copying = (table_copy::pending(&self.mirror.conn)?.into_iter())
             .map(|c| (c.table, c.shadow))
             .collect();
@@ -389,6 +394,11 @@ impl Writer {
         conn.execute_batch("COMMIT")
             .context("committing a mirror transaction")?;
         self.in_sqlite_tx = false;
+        if pending.checkpoint.is_some() {
+            // The count `save_checkpoint` added to the file.
+            self.transactions += pending.transactions;
+        }
+        tracing::debug!(transactions = self.transactions, "committed");
         if let Some(crash) = self.crash {
             let phase = self.current_phase(pending.phase);
             crash.reached(Point::AfterCommit, || describe_commit(phase, &pending));

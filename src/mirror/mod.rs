@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod ddl;
 pub mod metadata;
 pub mod naming;
+pub mod power_cut;
 pub mod resume;
 pub mod schema;
 pub mod store;

@@ -103,8 +103,15 @@ impl Mirror {
     pub fn open(db: &Path, identity: &Identity, durability: Durability) -> Result<Mirror> {
         let lock = take_lock(db)?;
         create_private(db)?;
-        let conn = Connection::open_with_flags(db, open_flags(false))
-            .with_context(|| format!("opening mirror {}", db.display()))?;
+        let conn = match crate::mirror::power_cut::vfs::armed() {
+            None => Connection::open_with_flags(db, open_flags(false)),
+            Some(_) => {
+                crate::mirror::power_cut::vfs::register()?;
+                let vfs = crate::mirror::power_cut::vfs::NAME;
+                Connection::open_with_flags_and_vfs(db, open_flags(false), vfs)
+            }
+        }
+        .with_context(|| format!("opening mirror {}", db.display()))?;
         // SQLite falls back to read-only when the file is not writable; refuse at once rather
         // than fail at the first write.
         if conn.is_readonly(rusqlite::MAIN_DB)? {

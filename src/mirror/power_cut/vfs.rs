@@ -1,0 +1,368 @@
+//! The power-cut VFS: SQLite's default VFS with every file's writes held in an `Overlay`
+//! until the file is synced, and a simulated power cut at the n-th sync (see the parent).
+//!
+//! Each `CutFile` is SQLite's file object for us, followed in the same allocation by the
+//! default VFS's own file object (`inner`), to which locking, shared memory and the flushed
+//! writes go. Memory-mapped reads are refused (`x_fetch` hands out no pointer), so every read
+//! passes through the overlay.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use rusqlite::ffi;
+
+use super::{Flush, Overlay};
+
+/// The registered VFS's name, for `Connection::open_with_flags_and_vfs`.
+pub const NAME: &str = "vtmirror-power-cut";
+
+const CUT_VARIABLE: &str = "VTMIRROR_POWER_CUT_AT_SYNC";
+const SEED_VARIABLE: &str = "VTMIRROR_POWER_CUT_SEED";
+
+static SYNCS: AtomicU64 = AtomicU64::new(0);
+
+#[repr(C)]
+struct CutFile {
+    base: ffi::sqlite3_file,
+    inner: *mut ffi::sqlite3_file,
+    overlay: *mut Mutex<Overlay>,
+}
+
+/// The sync at which to cut power, when the variable asks for one.
+pub fn armed() -> Option<u64> {
+    static CUT: OnceLock<Option<u64>> = OnceLock::new();
+    *CUT.get_or_init(|| std::env::var(CUT_VARIABLE).ok()?.parse().ok())
+}
+
+/// Registers the VFS once (not as the default); Err when SQLite refuses.
+pub fn register() -> anyhow::Result<()> {
+    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
+    DONE.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find(NULL) returns the default VFS, alive for the process; the
+        // copy lives for the process too (leaked on purpose: SQLite keeps the pointer).
+        unsafe {
+            let default = ffi::sqlite3_vfs_find(std::ptr::null());
+            if default.is_null() {
+                return Err("SQLite has no default VFS".into());
+            }
+            let mut vfs = *default;
+            let name = CString::new(NAME).expect("no NUL in the name");
+            vfs.zName = name.into_raw();
+            vfs.szOsFile = (std::mem::size_of::<CutFile>() as c_int) + (*default).szOsFile;
+            vfs.pNext = std::ptr::null_mut();
+            vfs.xOpen = Some(x_open);
+            let vfs = Box::into_raw(Box::new(vfs));
+            match ffi::sqlite3_vfs_register(vfs, 0) {
+                ffi::SQLITE_OK => Ok(()),
+                rc => Err(format!("registering the power-cut VFS failed ({rc})")),
+            }
+        }
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}
+
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 3,
+    xClose: Some(x_close),
+    xRead: Some(x_read),
+    xWrite: Some(x_write),
+    xTruncate: Some(x_truncate),
+    xSync: Some(x_sync),
+    xFileSize: Some(x_file_size),
+    xLock: Some(x_lock),
+    xUnlock: Some(x_unlock),
+    xCheckReservedLock: Some(x_check_reserved_lock),
+    xFileControl: Some(x_file_control),
+    xSectorSize: Some(x_sector_size),
+    xDeviceCharacteristics: Some(x_device_characteristics),
+    xShmMap: Some(x_shm_map),
+    xShmLock: Some(x_shm_lock),
+    xShmBarrier: Some(x_shm_barrier),
+    xShmUnmap: Some(x_shm_unmap),
+    xFetch: Some(x_fetch),
+    xUnfetch: Some(x_unfetch),
+};
+
+unsafe fn inner(file: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
+    (*(file as *mut CutFile)).inner
+}
+
+unsafe fn methods(inner: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
+    &*(*inner).pMethods
+}
+
+unsafe fn overlay<'a>(file: *mut ffi::sqlite3_file) -> &'a Mutex<Overlay> {
+    &*(*(file as *mut CutFile)).overlay
+}
+
+unsafe extern "C" fn x_open(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    let default = ffi::sqlite3_vfs_find(std::ptr::null());
+    let cut = file as *mut CutFile;
+    let inner = (file as *mut u8).add(std::mem::size_of::<CutFile>()) as *mut ffi::sqlite3_file;
+    (*cut).base.pMethods = std::ptr::null();
+    let rc = ((*default).xOpen.expect("the default VFS opens files"))(
+        default, name, inner, flags, out_flags,
+    );
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let _ = vfs;
+    (*cut).inner = inner;
+    (*cut).overlay = Box::into_raw(Box::new(Mutex::new(Overlay::default())));
+    (*cut).base.pMethods = &METHODS;
+    ffi::SQLITE_OK
+}
+
+/// The file's size on disk.
+unsafe fn disk_size(inner: *mut ffi::sqlite3_file) -> u64 {
+    let mut size: ffi::sqlite3_int64 = 0;
+    (methods(inner).xFileSize.expect("xFileSize"))(inner, &mut size);
+    size.max(0) as u64
+}
+
+/// Reads from disk, zero-filling past its end.
+unsafe fn disk_read(inner: *mut ffi::sqlite3_file, buf: &mut [u8], off: u64) {
+    let rc = (methods(inner).xRead.expect("xRead"))(
+        inner,
+        buf.as_mut_ptr() as *mut c_void,
+        buf.len() as c_int,
+        off as ffi::sqlite3_int64,
+    );
+    if rc != ffi::SQLITE_OK && rc != ffi::SQLITE_IOERR_SHORT_READ {
+        buf.fill(0);
+    }
+}
+
+unsafe fn flush(inner: *mut ffi::sqlite3_file, flush: &Flush) -> c_int {
+    let m = methods(inner);
+    if let Some(size) = flush.truncate_to {
+        let rc = (m.xTruncate.expect("xTruncate"))(inner, size as ffi::sqlite3_int64);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    for (off, data) in &flush.writes {
+        let rc = (m.xWrite.expect("xWrite"))(
+            inner,
+            data.as_ptr() as *const c_void,
+            data.len() as c_int,
+            *off as ffi::sqlite3_int64,
+        );
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+    }
+    match flush.size {
+        Some(size) if disk_size(inner) > size => {
+            (m.xTruncate.expect("xTruncate"))(inner, size as ffi::sqlite3_int64)
+        }
+        _ => ffi::SQLITE_OK,
+    }
+}
+
+unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
+    let cut = file as *mut CutFile;
+    let inner = (*cut).inner;
+    // A close is no power cut: what was written reaches the operating system.
+    let pending = Box::from_raw((*cut).overlay);
+    let taken = pending.lock().map(|mut o| o.take());
+    if let Ok(taken) = taken {
+        flush(inner, &taken);
+    }
+    (methods(inner).xClose.expect("xClose"))(inner)
+}
+
+unsafe extern "C" fn x_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: ffi::sqlite3_int64,
+) -> c_int {
+    let inner = inner(file);
+    let buf = std::slice::from_raw_parts_mut(buf as *mut u8, amt.max(0) as usize);
+    let size = disk_size(inner);
+    let Ok(overlay) = overlay(file).lock() else {
+        return ffi::SQLITE_IOERR_READ;
+    };
+    let short = overlay.read(buf, off as u64, size, |b, o| disk_read(inner, b, o));
+    if short {
+        ffi::SQLITE_IOERR_SHORT_READ
+    } else {
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn x_write(
+    file: *mut ffi::sqlite3_file,
+    buf: *const c_void,
+    amt: c_int,
+    off: ffi::sqlite3_int64,
+) -> c_int {
+    let inner = inner(file);
+    let data = std::slice::from_raw_parts(buf as *const u8, amt.max(0) as usize);
+    let size = disk_size(inner);
+    let Ok(mut overlay) = overlay(file).lock() else {
+        return ffi::SQLITE_IOERR_WRITE;
+    };
+    overlay.write(data, off as u64, size, |b, o| disk_read(inner, b, o));
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    let Ok(mut overlay) = overlay(file).lock() else {
+        return ffi::SQLITE_IOERR_TRUNCATE;
+    };
+    overlay.truncate(size.max(0) as u64);
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    let inner = inner(file);
+    let Ok(mut overlay) = overlay(file).lock() else {
+        return ffi::SQLITE_IOERR_FSYNC;
+    };
+    let taken = overlay.take();
+    let n = SYNCS.fetch_add(1, Ordering::SeqCst) + 1;
+    if armed() == Some(n) {
+        cut_power(inner, taken, n);
+    }
+    let rc = flush(inner, &taken);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    (methods(inner).xSync.expect("xSync"))(inner, flags)
+}
+
+/// Writes a random half of the pending sectors (a torn write), then SIGKILLs the process.
+unsafe fn cut_power(inner: *mut ffi::sqlite3_file, mut taken: Flush, n: u64) -> ! {
+    let seed: u64 = std::env::var(SEED_VARIABLE)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(n);
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    taken.writes.retain(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state & 1 == 0
+    });
+    taken.size = None;
+    flush(inner, &taken);
+    eprintln!(
+        "vtmirror: simulated power cut at sync {n} ({} sectors written of the pending ones)",
+        taken.writes.len()
+    );
+    libc::kill(libc::getpid(), libc::SIGKILL);
+    std::process::abort()
+}
+
+unsafe extern "C" fn x_file_size(
+    file: *mut ffi::sqlite3_file,
+    out: *mut ffi::sqlite3_int64,
+) -> c_int {
+    let inner = inner(file);
+    let size = disk_size(inner);
+    let Ok(overlay) = overlay(file).lock() else {
+        return ffi::SQLITE_IOERR_FSTAT;
+    };
+    *out = overlay.size(size) as ffi::sqlite3_int64;
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    let inner = inner(file);
+    (methods(inner).xLock.expect("xLock"))(inner, level)
+}
+
+unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    let inner = inner(file);
+    (methods(inner).xUnlock.expect("xUnlock"))(inner, level)
+}
+
+unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
+    let inner = inner(file);
+    (methods(inner)
+        .xCheckReservedLock
+        .expect("xCheckReservedLock"))(inner, out)
+}
+
+unsafe extern "C" fn x_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    // A size hint would grow the file on disk behind the overlay; SQLite does without.
+    if op == ffi::SQLITE_FCNTL_SIZE_HINT {
+        return ffi::SQLITE_NOTFOUND;
+    }
+    let inner = inner(file);
+    (methods(inner).xFileControl.expect("xFileControl"))(inner, op, arg)
+}
+
+unsafe extern "C" fn x_sector_size(_file: *mut ffi::sqlite3_file) -> c_int {
+    super::SECTOR as c_int
+}
+
+unsafe extern "C" fn x_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
+    let inner = inner(file);
+    (methods(inner)
+        .xDeviceCharacteristics
+        .expect("xDeviceCharacteristics"))(inner)
+}
+
+unsafe extern "C" fn x_shm_map(
+    file: *mut ffi::sqlite3_file,
+    page: c_int,
+    size: c_int,
+    extend: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    let inner = inner(file);
+    (methods(inner).xShmMap.expect("xShmMap"))(inner, page, size, extend, out)
+}
+
+unsafe extern "C" fn x_shm_lock(
+    file: *mut ffi::sqlite3_file,
+    offset: c_int,
+    n: c_int,
+    flags: c_int,
+) -> c_int {
+    let inner = inner(file);
+    (methods(inner).xShmLock.expect("xShmLock"))(inner, offset, n, flags)
+}
+
+unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
+    let inner = inner(file);
+    (methods(inner).xShmBarrier.expect("xShmBarrier"))(inner)
+}
+
+unsafe extern "C" fn x_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
+    let inner = inner(file);
+    (methods(inner).xShmUnmap.expect("xShmUnmap"))(inner, delete)
+}
+
+unsafe extern "C" fn x_fetch(
+    _file: *mut ffi::sqlite3_file,
+    _off: ffi::sqlite3_int64,
+    _amt: c_int,
+    out: *mut *mut c_void,
+) -> c_int {
+    *out = std::ptr::null_mut();
+    ffi::SQLITE_OK
+}
+
+unsafe extern "C" fn x_unfetch(
+    _file: *mut ffi::sqlite3_file,
+    _off: ffi::sqlite3_int64,
+    _p: *mut c_void,
+) -> c_int {
+    ffi::SQLITE_OK
+}
