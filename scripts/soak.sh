@@ -4,6 +4,8 @@
 #   VTMIRROR_CRASH_KILLS=1000 VTMIRROR_CRASH_SEED=<n>   tests/faults/crash_kill.rs
 #   VTMIRROR_NET_FAULTS=40 VTMIRROR_NET_BLACK_HOLES=3    tests/faults/network.rs (when set)
 #   VTMIRROR_FUZZ_SECONDS=600 or VTMIRROR_FUZZ_CASES=<n> tests/faults/fuzz.rs (when set)
+#   VTMIRROR_E2E_KILLS=200   the real-Vitess kill test, tests/e2e/vttest.rs (when set; needs
+#                            `scripts/vitess-local.sh up` first)
 # Logs go to target/soak/<step>.log. Exit status: non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,9 +43,13 @@ when() {
 when VTMIRROR_NET_FAULTS network
 when VTMIRROR_FUZZ_SECONDS fuzz
 when VTMIRROR_FUZZ_CASES fuzz
+if [ -n "${VTMIRROR_E2E_KILLS:-}" ]; then
+  step e2e_kill env VTMIRROR_E2E=1 cargo test --release --test e2e vttest::sigkill -- --nocapture
+fi
 
 echo
 echo "soak summary (seed $VTMIRROR_CRASH_SEED, $VTMIRROR_CRASH_KILLS kills)"
 printf '  %s\n' "${summary[@]}"
 grep -h -A6 '^crash test:' "$logs/crash_kill.log" 2>/dev/null | sed 's/^/  /'
+grep -h '^real Vitess kill test:' "$logs/e2e_kill.log" 2>/dev/null | sed 's/^/  /'
 exit $failed

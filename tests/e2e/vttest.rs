@@ -6,7 +6,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::support::vitess::{assert_same, cluster, sync_process, sync_until_caught_up, Cluster};
+use crate::support::vitess::{
+    assert_same, cluster, stored_phase, sync_process, sync_until_caught_up, Cluster,
+};
 use mysql::prelude::Queryable;
 
 /// The tests share one keyspace: run them one at a time.
@@ -107,26 +109,39 @@ fn seed_001_a_failed_duplicate_insert_leaves_no_trace_in_the_mirror() {
     assert_eq!(id3, 0, "the rolled-back insert never reached the mirror");
 }
 
+/// SIGKILLs in total (`VTMIRROR_E2E_KILLS`, default 8): every 8 kills a new mirror starts, so
+/// that long runs keep killing copies too. The phase each kill left is counted.
 #[test]
 fn sigkill_during_copy_and_replication_against_real_vitess_loses_and_duplicates_nothing() {
     let Some(c) = cluster("") else { return };
     let _serial = KEYSPACE.lock().unwrap_or_else(|e| e.into_inner());
+    let kills: usize = std::env::var("VTMIRROR_E2E_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
     let mut conn = reset_things(&c);
     insert_things(&mut conn, 1..8_001);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("kill.db");
     let delays_ms = [150, 400, 90, 700, 250, 1_200, 500, 2_000];
-    for (round, delay) in delays_ms.iter().enumerate() {
-        let mut child = sync_process(&c.grpc, "things", &db, &["--tablet-type", "replica"]);
-        let writes = concurrent_writes(&c, 300_000 + round as i64 * 1_000, 10);
-        std::thread::sleep(Duration::from_millis(*delay));
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-        writes.join().unwrap();
+    let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut things, mut lookup, mut round) = (0, 0, 0);
+    for mirror in 0..kills.div_ceil(delays_ms.len()) {
+        let db = dir.path().join(format!("kill-{mirror}.db"));
+        for delay in delays_ms.iter().take(kills - round) {
+            let mut child = sync_process(&c.grpc, "things", &db, &["--tablet-type", "replica"]);
+            let writes = concurrent_writes(&c, 300_000 + round as i64 * 1_000, 10);
+            std::thread::sleep(Duration::from_millis(*delay));
+            child.kill().expect("SIGKILL");
+            child.wait().unwrap();
+            writes.join().unwrap();
+            let phase = stored_phase(&db).unwrap_or_else(|| "before the first commit".into());
+            *phases.entry(phase).or_default() += 1;
+            round += 1;
+        }
+        let (ok, err) = sync_until_caught_up(&c.grpc, "things", &db, &["--tablet-type", "replica"]);
+        assert!(ok, "final sync of mirror {mirror} failed: {err}");
+        things += assert_same(&mut conn, &db, "things", 1);
+        lookup += assert_same(&mut conn, &db, "things_name_lookup", 1);
     }
-    let (ok, err) = sync_until_caught_up(&c.grpc, "things", &db, &["--tablet-type", "replica"]);
-    assert!(ok, "final sync failed: {err}");
-    let things = assert_same(&mut conn, &db, "things", 1);
-    let lookup = assert_same(&mut conn, &db, "things_name_lookup", 1);
-    println!("real Vitess kill test: {} SIGKILLs, {things} things + {lookup} lookup rows: 0 missing, 0 duplicate", delays_ms.len());
+    println!("real Vitess kill test: {round} SIGKILLs (phase stored at each kill: {phases:?}), {things} things + {lookup} lookup rows compared: 0 missing, 0 duplicate");
 }

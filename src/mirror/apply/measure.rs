@@ -54,8 +54,11 @@ impl Writer {
             }
         };
         let naming = &self.mirror.naming;
+        // A table copy's hidden table is left out: its table keeps the figures of the copy
+        // readers see until the new one replaces it (`status` shows the copy under way).
         let labelled: Vec<_> = states
             .into_iter()
+            .filter(|s| crate::mirror::table_copy::table_of_shadow(&s.table).is_none())
             .map(|s| {
                 let (keyspace, shard) = naming.split_shard(&s.shard).unwrap_or(("", &s.shard));
                 let table = naming.split_table(&s.table).map_or(&*s.table, |(_, t)| t);
