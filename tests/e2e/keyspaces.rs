@@ -392,16 +392,20 @@ fn verify_finds_a_mirror_of_every_keyspace_equal_under_writes_and_planted_differ
     let args = ["--tablet-type", "primary"];
     let (ok, err) = sync_until_caught_up(&c.grpc, "*", &db, &args);
     assert!(ok, "first sync failed: {err}");
-    let sync = KillOnDrop(sync_process(&c.grpc, "*", &db, &args));
+    let mut sync = KillOnDrop(sync_process(&c.grpc, "*", &db, &args));
     let writer = Writer::start(&c, &writes());
     let runs = 5;
     for run in 0..runs {
+        sync.assert_running(&format!("before verify run {run}"));
         let (code, verdict) = verify(&c, &db);
         assert_eq!(code, Some(0), "run {run}: no false difference: {verdict}");
         assert_eq!(verdict["equal"], true);
     }
     let rounds = writer.stop();
     drop(sync);
+    // The killed sync may not have applied the last writes; verify needs the mirror there.
+    let (ok, err) = sync_until_caught_up(&c.grpc, "*", &db, &args);
+    assert!(ok, "catching up after the writes: {err}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     // Rows that exist now (the writer deleted some): one on each side of the shard split.
     let existing = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
