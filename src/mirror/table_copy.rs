@@ -362,17 +362,3 @@ fn guard_same_named(
     }
     Ok(())
 }
-
-/// Pending copies for `status`: table → (reason, rows copied, shards done, shards).
-pub fn progress(conn: &Connection) -> Result<Vec<(TableCopy, i64, usize, usize)>> {
-    let states = metadata::copy_states(conn)?;
-    let mut out = Vec::new();
-    for copy in pending(conn)? {
-        let mine: Vec<&CopyState> = states.iter().filter(|s| s.table == copy.shadow).collect();
-        let rows = mine.iter().map(|s| s.rows_copied).sum();
-        let done = mine.iter().filter(|s| s.completed).count();
-        let total = mine.len();
-        out.push((copy, rows, done, total));
-    }
-    Ok(out)
-}
