@@ -6,6 +6,9 @@
 #   VTMIRROR_FUZZ_SECONDS=600 or VTMIRROR_FUZZ_CASES=<n> tests/faults/fuzz.rs (when set)
 #   VTMIRROR_E2E_KILLS=200   the real-Vitess kill test, tests/e2e/vttest.rs (when set; needs
 #                            `scripts/vitess-local.sh up` first)
+#   VTMIRROR_E2E_RESHARD_KILLS=60  SIGKILLs of a mirror of every keyspace across a reshard,
+#                            tests/e2e/reshard.rs (when set; starts a fresh reshard cluster,
+#                            which the test leaves resharded)
 # Logs go to target/soak/<step>.log. Exit status: non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,10 +49,18 @@ when VTMIRROR_FUZZ_CASES fuzz
 if [ -n "${VTMIRROR_E2E_KILLS:-}" ]; then
   step e2e_kill env VTMIRROR_E2E=1 cargo test --release --test e2e vttest::sigkill -- --nocapture
 fi
+if [ -n "${VTMIRROR_E2E_RESHARD_KILLS:-}" ]; then
+  fresh_reshard_cluster() {
+    bash scripts/vitess-local.sh down reshard && bash scripts/vitess-local.sh up-reshard
+  }
+  step reshard_cluster fresh_reshard_cluster
+  step e2e_reshard_kill env VTMIRROR_E2E=1 cargo test --release --test e2e reshard::seed_000 -- --nocapture
+fi
 
 echo
 echo "soak summary (seed $VTMIRROR_CRASH_SEED, $VTMIRROR_CRASH_KILLS kills)"
 printf '  %s\n' "${summary[@]}"
 grep -h -A6 '^crash test:' "$logs/crash_kill.log" 2>/dev/null | sed 's/^/  /'
 grep -h '^real Vitess kill test:' "$logs/e2e_kill.log" 2>/dev/null | sed 's/^/  /'
+grep -h '^reshard kill test:' "$logs/e2e_reshard_kill.log" 2>/dev/null | sed 's/^/  /'
 exit $failed

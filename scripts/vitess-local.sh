@@ -13,6 +13,9 @@
 #                  server.key; ca.pem → client certificates required; users.json → static auth)
 #   secure-vtgate-stop NAME
 #   restart-vtgate [SECS]  SIGKILL the reshard cluster's vtgate, wait SECS (2), start it again
+#   restart-tablets KS [FLAGS]  restart keyspace KS's vttablets (replicas first) with FLAGS
+#   ers KS                 SIGKILL KS's primary vttablet, EmergencyReparentShard to the replica,
+#                          the old primary back as a replica
 #
 # Everything heavy is cached outside the repository (default /var/cache/vtmirror-vitess):
 #   <cache>/<vitess version>/bin   static Vitess binaries built from the Go module
@@ -110,6 +113,8 @@ source "$PARTS/install.sh"
 source "$PARTS/vttest.sh"
 # shellcheck source=vitess/reshard.sh
 source "$PARTS/reshard.sh"
+# shellcheck source=vitess/faults.sh
+source "$PARTS/faults.sh"
 # shellcheck source=vitess/secure.sh
 source "$PARTS/secure.sh"
 
@@ -157,6 +162,8 @@ main() {
     down) cmd_down "$@" ;;
     secure-vtgate) cmd_secure_vtgate "$@" ;;
     restart-vtgate) cmd_restart_vtgate "$@" ;;
+    restart-tablets) cmd_restart_tablets "$@" ;;
+    ers) cmd_ers "$@" ;;
     secure-vtgate-stop) cmd_secure_vtgate_stop "$@" ;;
     env) cat "$STATE/env" ;;
     help | -h | --help) usage ;;

@@ -35,10 +35,36 @@ RESHARD_KEYSPACE=$RS_KEYSPACE
 RESHARD_ONLINE_DDL_KEYSPACE=$RS_ODL_KEYSPACE
 RESHARD_SHARDS=$shards
 RESHARD_TABLET_TYPES=primary,replica
+RESHARD_VTGATE_LOG=$STATE/logs/vtgate.log
 EOF
 }
 
 save_reshard_env() { reshard_env >"$STATE/reshard.env"; write_env; }
+
+# start_vttablet <uid> <keyspace> <shard> [extra vttablet flags...]: the tablet's vttablet
+# (its mysqld already running). Remembers keyspace, shard and flags for a later restart.
+start_vttablet() {
+  local uid=$1 keyspace=$2 shard=$3; shift 3
+  printf '%s\n' "$keyspace" "$shard" "$@" >"$STATE/tablet-$uid.args"
+  start_daemon "rs-vttablet-$uid" "$STATE/logs/vttablet-$uid.log" "${ROOT_CMD[@]}" VTDATAROOT="$RS_DATA_IN" \
+    vttablet "${RS_TOPO[@]}" \
+    --tablet-path "$(tablet_alias "$uid")" \
+    --tablet-hostname "$HOST" \
+    --init-keyspace "$keyspace" \
+    --init-shard "$shard" \
+    --init-tablet-type replica \
+    --health-check-interval 2s \
+    --heartbeat-on-demand-duration 5s \
+    --migration-check-interval 2s \
+    --backup-storage-implementation file \
+    --file-backup-storage-root "$RS_DATA_IN/backups" \
+    --port "$(tablet_http_port "$uid")" \
+    --grpc-port "$(tablet_grpc_port "$uid")" \
+    --bind-address "$HOST" \
+    --grpc-bind-address "$HOST" \
+    --service-map grpc-queryservice,grpc-tabletmanager,grpc-updatestream \
+    --log-format text "$@"
+}
 
 # Start mysqld (mysqlctl init) for the given uids in parallel, then their vttablets.
 # start_tablets <shard> [keyspace uids]: keyspace defaults to $RS_KEYSPACE and its shard's uids.
@@ -60,26 +86,7 @@ start_tablets() {
     die "mysqlctl init failed for shard $shard"
   fi
   timing "mysqld init for shard $shard" "$t0"
-  for uid in $uids; do
-    start_daemon "rs-vttablet-$uid" "$STATE/logs/vttablet-$uid.log" "${ROOT_CMD[@]}" VTDATAROOT="$RS_DATA_IN" \
-      vttablet "${RS_TOPO[@]}" \
-      --tablet-path "$(tablet_alias "$uid")" \
-      --tablet-hostname "$HOST" \
-      --init-keyspace "$keyspace" \
-      --init-shard "$shard" \
-      --init-tablet-type replica \
-      --health-check-interval 2s \
-      --heartbeat-on-demand-duration 5s \
-      --migration-check-interval 2s \
-      --backup-storage-implementation file \
-      --file-backup-storage-root "$RS_DATA_IN/backups" \
-      --port "$(tablet_http_port "$uid")" \
-      --grpc-port "$(tablet_grpc_port "$uid")" \
-      --bind-address "$HOST" \
-      --grpc-bind-address "$HOST" \
-      --service-map grpc-queryservice,grpc-tabletmanager,grpc-updatestream \
-      --log-format text
-  done
+  for uid in $uids; do start_vttablet "$uid" "$keyspace" "$shard"; done
   for uid in $uids; do
     wait_until "vttablet $(tablet_alias "$uid") in topo" "$WAIT_TIMEOUT" \
       vtctld_cmd GetTablet "$(tablet_alias "$uid")" ||

@@ -5,13 +5,14 @@
 //! follows the same reshard from the primaries while `onlineddl` is written, SIGKILLed in its
 //! copy, after the switch and at the end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::vitess::{
     assert_mirror_holds, assert_same, checkpoint_shards, cluster, run_sql, seed_rows, sync_process,
-    sync_until_caught_up, Cleanup, Cluster, KillOnDrop, Naming, Part, WriteTarget, Writer,
+    sync_then_sigkill, sync_until_caught_up, Cleanup, Cluster, KillOnDrop, Naming, Part,
+    WriteTarget, Writer,
 };
 use mysql::prelude::Queryable;
 use vtmirror::mirror::schema::quote;
@@ -223,6 +224,78 @@ fn check_status_while_syncing(db: &Path) {
     );
 }
 
+/// SIGKILLs from the start of a reshard until it is `done` and `kills` happened (the soak's
+/// `VTMIRROR_E2E_RESHARD_KILLS`): of the mirror of every keyspace `every`, and, three kills in
+/// eight, of a new mirror each eight kills, so that copies are killed across the reshard too.
+/// Each kill is counted by the phase and the shards of `customer` its checkpoint stored.
+/// Returns the count and the new mirrors.
+fn kills_across_the_reshard(
+    grpc: &str,
+    every: &Path,
+    kills: usize,
+    done: &std::sync::atomic::AtomicBool,
+) -> (std::collections::BTreeMap<String, usize>, Vec<PathBuf>) {
+    let delays_ms = [150, 300, 700, 900, 1_500, 600, 2_200, 1_100];
+    let (mut tally, mut new_mirrors) = (std::collections::BTreeMap::new(), Vec::new());
+    let mut n = 0;
+    while n < kills || !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let step = n % delays_ms.len();
+        if step == 0 {
+            new_mirrors.push(every.with_file_name(format!("new-{n}.db")));
+        }
+        let db = if step < 3 {
+            new_mirrors.last().expect("a new mirror")
+        } else {
+            every
+        };
+        let delay = Duration::from_millis(delays_ms[step]);
+        let at = match sync_then_sigkill(grpc, "*", db, &EVERY, delay) {
+            None => "before the first commit".to_string(),
+            Some(phase) => {
+                let shards: Vec<String> = (checkpoint_shards(db).into_iter())
+                    .filter(|(k, _)| k == "customer")
+                    .map(|(_, s)| s)
+                    .collect();
+                format!("{phase} on customer/{}", shards.join(","))
+            }
+        };
+        *tally.entry(at).or_default() += 1;
+        n += 1;
+    }
+    (tally, new_mirrors)
+}
+
+/// The reshard, with mirrors of every keyspace SIGKILLed over and over meanwhile when the
+/// soak asks for it (`VTMIRROR_E2E_RESHARD_KILLS`); returns the sync of `every` running again
+/// and the mirrors the kills made.
+fn reshard_under_kills(
+    c: &Cluster,
+    every: &Path,
+    mut every_sync: KillOnDrop,
+) -> (KillOnDrop, Vec<PathBuf>) {
+    let kills: usize = (std::env::var("VTMIRROR_E2E_RESHARD_KILLS").ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if kills == 0 {
+        script("reshard");
+        return (every_sync, Vec::new());
+    }
+    every_sync.sigkill("before the reshard's kills");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (tally, new_mirrors) = std::thread::scope(|s| {
+        let killer = s.spawn(|| kills_across_the_reshard(&c.grpc, every, kills, &done));
+        script("reshard");
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        killer.join().expect("the kill loop")
+    });
+    let total: usize = tally.values().sum();
+    println!(
+        "reshard kill test: {total} SIGKILLs across the reshard, {} new mirrors (phase and shards stored at each kill: {tally:?})",
+        new_mirrors.len()
+    );
+    (start_every(&c.grpc, every), new_mirrors)
+}
+
 /// A consistent copy of a mirror that is being written (SQLite online backup).
 fn backup(from: &Path, to: &Path) {
     let src = rusqlite::Connection::open(from).unwrap();
@@ -262,7 +335,8 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
     let mut tail = start_tail(&c.grpc, &tail_out);
     std::thread::sleep(Duration::from_secs(2));
 
-    script("reshard");
+    let (restarted, new_mirrors) = reshard_under_kills(&c, &every, every_sync);
+    every_sync = restarted;
     insert_customers(&mut conn, 1_000..1_100);
     wait_for_rows(&db, "customer", 1_000, 100, || {});
     wait_for_rows(&every, "customer.customer", 1_000, 100, || {
@@ -294,6 +368,9 @@ fn seed_000_sync_follows_a_reshard_and_an_old_position_fails_clearly_after_shard
     every_sync.sigkill("after the writes");
     println!("onlineddl writer: {rounds} rounds");
     every_keyspace_equals_the_source(&c, &every, 300);
+    for db in &new_mirrors {
+        every_keyspace_equals_the_source(&c, db, 300);
+    }
 
     // While shard 0 exists, a pre-reshard checkpoint replays it and switches by itself.
     let (ok, err) = sync_until_caught_up(

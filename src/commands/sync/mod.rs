@@ -26,6 +26,7 @@ use crate::source::transport::{Vtgate, VtgateGrpc};
 use crate::source::vstream::{open_event_stream, StreamSpec};
 use tonic::Streaming;
 
+mod reshard;
 mod tables;
 pub use tables::TableChanges;
 
@@ -278,7 +279,10 @@ async fn attempt(
 ) -> Result<(Mirror, Result<Outcome>)> {
     let (queue, start_rx, handle) = spawn_writer(opts, mirror, progress);
     let result = match start_rx.await {
-        Ok(start) => stream(opts, start, &queue, progress, shutdown).await,
+        Ok(start) => match reshard::follow_reshard_before_copy(opts, start).await {
+            Ok(start) => stream(opts, start, &queue, progress, shutdown).await,
+            Err(e) => Err(e),
+        },
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
     };
     // After a clean end or a transient fault the writer commits the source transactions it

@@ -1,0 +1,36 @@
+//! A resumed copy of a keyspace that was resharded before its copy began: it starts on the
+//! shards vtgate serves now (`resume::onto_serving_shards` says why that is exact).
+
+use anyhow::Result;
+
+use super::SyncOptions;
+use crate::mirror::checkpoint;
+use crate::mirror::resume::{onto_serving_shards, Start};
+
+/// `start`, moved onto the serving shards where a keyspace's copy has not begun on shards
+/// vtgate no longer serves. Asks vtgate only when some shard's copy has not begun; a vtgate
+/// that does not answer the listing leaves `start` as it is. Key-range mirrors (`--shards`)
+/// keep the shards they chose.
+pub async fn follow_reshard_before_copy(opts: &SyncOptions, mut start: Start) -> Result<Start> {
+    let not_begun = (start.vgtid.shard_gtids.iter())
+        .any(|s| s.gtid.is_empty() && s.table_p_ks.is_empty() && !s.shard.is_empty());
+    if !start.resumed
+        || start.copy_completed
+        || !opts.spec.selection.shards.is_empty()
+        || !not_begun
+    {
+        return Ok(start);
+    }
+    let Some(catalog) = crate::source::catalog::fetch(&opts.spec).await? else {
+        return Ok(start);
+    };
+    if let Some((vgtid, keyspaces)) = onto_serving_shards(&start.vgtid, &catalog.shards) {
+        tracing::warn!(
+            keyspaces = ?keyspaces,
+            position = %checkpoint::to_json(&vgtid),
+            "resharded before its copy began: copying from the shards vtgate serves now"
+        );
+        start.vgtid = vgtid;
+    }
+    Ok(start)
+}
