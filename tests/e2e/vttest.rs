@@ -122,7 +122,9 @@ fn sigkill_during_copy_and_replication_against_real_vitess_loses_and_duplicates_
     let mut conn = reset_things(&c);
     insert_things(&mut conn, 1..8_001);
     let dir = tempfile::tempdir().unwrap();
-    let delays_ms = [150, 400, 90, 700, 250, 1_200, 500, 2_000];
+    // Up to 6 s: a new mirror's first commit comes 2–3 s after the start on a busy machine (the
+    // copy's snapshot), and shorter delays alone left every kill before it in a soak.
+    let delays_ms = [150, 900, 400, 2_500, 1_500, 4_000, 3_000, 6_000];
     let mut phases: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut things, mut lookup, mut round) = (0, 0, 0);
     for mirror in 0..kills.div_ceil(delays_ms.len()) {
