@@ -3,6 +3,9 @@
 //! (the release binary next to this example), alternating, on the same machine.
 //! Run it through `scripts/bench.sh --vitess` (see BENCHMARKS.md). The table is loaded once
 //! through vtgate's MySQL port and kept while its row count matches `--rows`.
+//! `--peer debezium` adds the Debezium Vitess connector (peer.rs) with two sinks to the rotation.
+
+mod peer;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,6 +35,22 @@ struct Args {
     rows: u64,
     #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Tablet type every client streams from: primary, replica or rdonly.
+    #[arg(long, default_value = "primary")]
+    tablet_type: String,
+    /// Also run a peer (only `debezium`), with a discard sink and a SQLite sink, instead of the
+    /// discard client with `exclude_keyspace_from_table_name`.
+    #[arg(long)]
+    peer: Option<String>,
+}
+
+fn tablet_type(args: &Args) -> Result<TabletType> {
+    match args.tablet_type.as_str() {
+        "primary" => Ok(TabletType::Primary),
+        "replica" => Ok(TabletType::Replica),
+        "rdonly" => Ok(TabletType::Rdonly),
+        other => anyhow::bail!("--tablet-type {other}: expected primary, replica or rdonly"),
+    }
 }
 
 fn load_table(args: &Args) -> Result<()> {
@@ -96,7 +115,7 @@ async fn discard_copy(args: &Args, exclude_keyspace: bool) -> Result<(u64, f64)>
     // client costs the source's cores as little as possible: the strictest ceiling.
     let mut client = vtmirror::source::transport::connect_grpc(&args.grpc.as_str().into()).await?;
     let request = VStreamRequest {
-        tablet_type: TabletType::Primary as i32,
+        tablet_type: tablet_type(args)? as i32,
         vgtid: Some(VGtid {
             shard_gtids: vec![ShardGtid {
                 keyspace: args.keyspace.clone(),
@@ -161,7 +180,7 @@ fn mirror_copy(args: &Args, dir: &std::path::Path, rep: usize) -> Result<(u64, f
             "--tables",
             TABLE,
             "--tablet-type",
-            "primary",
+            &args.tablet_type,
             "--exit-when-caught-up",
         ])
         .args(["--caught-up-idle", &idle.to_string(), "-q"])
@@ -183,23 +202,21 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    anyhow::ensure!(
+        matches!(args.peer.as_deref(), None | Some("debezium")),
+        "--peer: only debezium is known"
+    );
     load_table(&args)?;
+    if args.peer.is_some() {
+        return peer_rotation(&args);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
     let (mut discard, mut bare, mut mirror) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..args.reps {
-        let (rows, secs) = runtime.block_on(discard_copy(&args, false))?;
-        anyhow::ensure!(rows == args.rows, "discard client saw {rows} rows");
-        discard.push(rows as f64 / secs);
-        let (rows, secs) = runtime.block_on(discard_copy(&args, true))?;
-        anyhow::ensure!(
-            rows == args.rows,
-            "discard client (bare names) saw {rows} rows"
-        );
-        bare.push(rows as f64 / secs);
-        let (rows, secs) = mirror_copy(&args, dir.path(), rep)?;
-        anyhow::ensure!(rows == args.rows, "mirror holds {rows} rows");
-        mirror.push(rows as f64 / secs);
+        discard.push(discard_rate(&runtime, &args, false)?);
+        bare.push(discard_rate(&runtime, &args, true)?);
+        mirror.push(mirror_rate(&args, dir.path(), rep)?);
         println!(
             "rep {rep}: discard {:.0} rows/s, discard with exclude_keyspace_from_table_name {:.0} rows/s, vtmirror {:.0} rows/s",
             discard[rep], bare[rep], mirror[rep]
@@ -219,4 +236,83 @@ fn main() -> Result<()> {
         b / d
     );
     Ok(())
+}
+
+fn discard_rate(runtime: &tokio::runtime::Runtime, args: &Args, exclude: bool) -> Result<f64> {
+    let (rows, secs) = runtime.block_on(discard_copy(args, exclude))?;
+    anyhow::ensure!(rows == args.rows, "discard client saw {rows} rows");
+    Ok(rows as f64 / secs)
+}
+
+fn mirror_rate(args: &Args, dir: &std::path::Path, rep: usize) -> Result<f64> {
+    let (rows, secs) = mirror_copy(args, dir, rep)?;
+    anyhow::ensure!(rows == args.rows, "mirror holds {rows} rows");
+    Ok(rows as f64 / secs)
+}
+
+/// Per repetition, in turn: the discard client, vtmirror, Debezium with a discard sink and
+/// Debezium with a SQLite sink; then the medians and the ratios vtmirror / Debezium.
+fn peer_rotation(args: &Args) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let dir = tempfile::tempdir()?;
+    let target = peer::PeerTarget {
+        grpc: &args.grpc,
+        keyspace: &args.keyspace,
+        table: TABLE,
+        rows: args.rows,
+        tablet_type: &args.tablet_type,
+    };
+    let mut rates: [Vec<f64>; 4] = Default::default();
+    for rep in 0..args.reps {
+        rates[0].push(discard_rate(&runtime, args, false)?);
+        rates[1].push(mirror_rate(args, dir.path(), rep)?);
+        for (i, sink) in [(2, "discard"), (3, "sqlite")] {
+            let db = dir.path().join(format!("debezium-{sink}-{rep}.db"));
+            let run = peer::debezium_copy(&target, sink, &db)?;
+            println!(
+                "rep {rep}: Debezium {sink}: {} rows in {:.1} s (process), {:.1} s (main to \
+                 last row), peak RSS {:.0} MB",
+                run.rows, run.seconds, run.inner_seconds, run.peak_rss_mb
+            );
+            rates[i].push(run.rows as f64 / run.seconds);
+        }
+        println!(
+            "rep {rep}: discard client {:.0}, vtmirror {:.0}, Debezium discard {:.0}, Debezium \
+             SQLite {:.0} rows/s",
+            rates[0][rep], rates[1][rep], rates[2][rep], rates[3][rep]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    print_peer_table(args, rates);
+    Ok(())
+}
+
+fn print_peer_table(args: &Args, rates: [Vec<f64>; 4]) {
+    let names = [
+        "discard client",
+        "vtmirror sync",
+        "Debezium, discard sink",
+        "Debezium, SQLite sink",
+    ];
+    println!(
+        "real Vitess copy of {} rows, {} reps, tablet type {}:",
+        args.rows, args.reps, args.tablet_type
+    );
+    println!("| client | rows/s, median (min–max) |\n|---|---|");
+    let medians: Vec<f64> = names
+        .iter()
+        .zip(rates)
+        .map(|(name, r)| {
+            let (m, lo, hi) = median(r);
+            println!("| {name} | {m:.0} ({lo:.0}–{hi:.0}) |");
+            m
+        })
+        .collect();
+    println!(
+        "ratios: vtmirror / Debezium SQLite {:.1}, vtmirror / Debezium discard {:.1}, \
+         vtmirror / discard client {:.2}",
+        medians[1] / medians[3],
+        medians[1] / medians[2],
+        medians[1] / medians[0]
+    );
 }
