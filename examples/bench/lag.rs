@@ -134,8 +134,13 @@ pub async fn workload(
     let count = ((rate * args.lag_seconds()) as usize).min(stream.responses.len());
     let responses = Arc::new(stream.responses[..count].to_vec());
     let payload = stream.payload_bytes * count as u64 / stream.responses.len() as u64;
+    // --quick stays under 5 minutes: rates after the first get 3 repetitions.
+    let reps = match args.lag_rates.first() {
+        Some(&first) if args.quick && rate != first => args.reps.min(3),
+        _ => args.reps,
+    };
     let mut runs = Vec::new();
-    for rep in 0..args.reps {
+    for rep in 0..reps {
         let sync = SyncRun {
             vtgate: String::new(),
             keyspace: KEYSPACE.into(),
