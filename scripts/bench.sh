@@ -2,7 +2,9 @@
 # vtmirror benchmark: L0 (plain SQLite), D0 (receive + decode), T (vtmirror sync end to end)
 # and N (naive consumer) on the same data, with ratios. See BENCHMARKS.md.
 #
-#   scripts/bench.sh --quick                 # 1M copy + replication + lag, < 5 minutes
+#   scripts/bench.sh --quick                 # 1M copy, 8 shards, replication, lag, < 5 minutes
+#   scripts/bench.sh --only long --long-rows 50000000   # the 50M-row copy (opt-in; ~15 GB in /tmp)
+#   scripts/bench.sh --only lag --lag-rates 5000,10000,20000,40000   # the lag sweep
 #   scripts/bench.sh                         # adds the 5M-row copy and a longer lag run
 #   scripts/bench.sh --update-doc BENCHMARKS.md   # also writes the results into the doc
 #   scripts/bench.sh --only copy-1M --reps 3      # one workload

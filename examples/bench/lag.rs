@@ -14,6 +14,8 @@ use rusqlite::{Connection, OpenFlags};
 use crate::arms::SyncRun;
 use crate::measure::{percentile, Run};
 use crate::replay::{Feed, ReplayServer};
+use crate::workload::{Op, Stream, KEYSPACE};
+use crate::Args;
 
 /// One paced run: the sync's measurements and the lag of every transaction.
 pub struct LagRun {
@@ -119,4 +121,75 @@ impl LagRun {
     pub fn p99(&self) -> Duration {
         percentile(&self.lags, 0.99)
     }
+}
+
+/// The lag at one offered rate, `args.reps` runs, each checked to commit every transaction.
+pub async fn workload(
+    args: &Args,
+    rate: f64,
+    stream: &Stream,
+    live_after: &[u64],
+    dir: &std::path::Path,
+) -> Result<crate::report::LagResult> {
+    let count = ((rate * args.lag_seconds()) as usize).min(stream.responses.len());
+    let responses = Arc::new(stream.responses[..count].to_vec());
+    let payload = stream.payload_bytes * count as u64 / stream.responses.len() as u64;
+    // --quick stays under 5 minutes: rates after the first get 3 repetitions.
+    let reps = match args.lag_rates.first() {
+        Some(&first) if args.quick && rate != first => args.reps.min(3),
+        _ => args.reps,
+    };
+    let mut runs = Vec::new();
+    for rep in 0..reps {
+        let sync = SyncRun {
+            vtgate: String::new(),
+            keyspace: KEYSPACE.into(),
+            db: crate::fresh_db(dir, "lag.db"),
+            start: crate::workload::replication_start_json(),
+            extra_args: args.sync_arg.clone(),
+            scrape_every: args.scrape_every(),
+        };
+        let db = sync.db.clone();
+        let run = paced_replication(Arc::clone(&responses), rate, sync, payload).await?;
+        eprintln!(
+            "  lag {rate:>6.0}   T   rep {rep}: p50 {:?} p99 {:?} ({} transactions)",
+            run.p50(),
+            run.p99(),
+            run.lags.len()
+        );
+        anyhow::ensure!(
+            run.lags.len() == count,
+            "only {} of {count} transactions were seen committed",
+            run.lags.len()
+        );
+        let held = crate::arms::mirrored_rows(&db)?;
+        anyhow::ensure!(
+            held == live_after[count - 1],
+            "the mirror holds {held} rows, the source {}",
+            live_after[count - 1]
+        );
+        runs.push(run);
+    }
+    Ok(crate::report::LagResult {
+        rate,
+        transactions: count,
+        runs,
+    })
+}
+
+/// Rows the source holds after each transaction (inserts add one, deletes remove one).
+pub fn live_rows_after(txns: &[Vec<Op>]) -> Vec<u64> {
+    let mut live = 0i64;
+    (txns.iter())
+        .map(|ops| {
+            for op in ops {
+                match op {
+                    Op::Insert(_) => live += 1,
+                    Op::Delete(_) => live -= 1,
+                    Op::Update { .. } => {}
+                }
+            }
+            live as u64
+        })
+        .collect()
 }

@@ -3,7 +3,10 @@
 //! then keeps the stream open like an idle vtgate.
 
 use std::convert::Infallible;
+use std::fs::File;
+use std::io::{BufReader, ErrorKind, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -52,6 +55,8 @@ pub struct Feed {
     pub offered_rate: Option<f64>,
     /// When each response was handed to the transport (paced feeds only).
     pub sent_at: Mutex<Vec<Instant>>,
+    /// Stream this file of length-prefixed responses instead (`--long`).
+    pub file: Option<PathBuf>,
 }
 
 impl Feed {
@@ -60,6 +65,16 @@ impl Feed {
             responses,
             offered_rate,
             sent_at: Mutex::new(Vec::new()),
+            file: None,
+        })
+    }
+
+    pub fn from_file(file: PathBuf) -> Arc<Self> {
+        Arc::new(Feed {
+            responses: Arc::new(Vec::new()),
+            offered_rate: None,
+            sent_at: Mutex::new(Vec::new()),
+            file: Some(file),
         })
     }
 }
@@ -88,6 +103,37 @@ fn paced(feed: Arc<Feed>, rate: f64) -> ResponseStream {
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
+/// Reads the file on its own thread, a few responses ahead of the client (bounded memory).
+fn from_file(path: PathBuf) -> ResponseStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let send = |item| tx.blocking_send(item).is_ok();
+        let read = || -> std::io::Result<()> {
+            let mut file = BufReader::with_capacity(1 << 20, File::open(&path)?);
+            let mut len = [0u8; 4];
+            loop {
+                match file.read_exact(&mut len) {
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+                    other => other?,
+                }
+                let mut buf = vec![0; u32::from_le_bytes(len) as usize];
+                file.read_exact(&mut buf)?;
+                if !send(Ok(PreEncoded(Bytes::from(buf)))) {
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = read() {
+            send(Err(Status::internal(format!(
+                "reading {}: {e}",
+                path.display()
+            ))));
+        }
+    });
+    let responses = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Box::pin(responses.chain(tokio_stream::pending()))
+}
+
 struct VStreamMethod(Arc<Feed>);
 
 impl ServerStreamingService<VStreamRequest> for VStreamMethod {
@@ -98,9 +144,10 @@ impl ServerStreamingService<VStreamRequest> for VStreamMethod {
     fn call(&mut self, _request: tonic::Request<VStreamRequest>) -> Self::Future {
         let feed = Arc::clone(&self.0);
         Box::pin(async move {
-            let stream = match feed.offered_rate {
-                Some(rate) => paced(feed, rate),
-                None => unpaced(feed),
+            let stream = match (&feed.file, feed.offered_rate) {
+                (Some(path), _) => from_file(path.clone()),
+                (None, Some(rate)) => paced(feed, rate),
+                (None, None) => unpaced(feed),
             };
             Ok(tonic::Response::new(stream))
         })

@@ -37,7 +37,10 @@ pub struct LagResult {
 pub struct Results {
     pub copies: Vec<CopyResult>,
     pub replication: Option<ReplicationResult>,
-    pub lag: Option<LagResult>,
+    /// One per offered rate (`--lag-rates`), lowest first.
+    pub lags: Vec<LagResult>,
+    pub shards: Option<crate::shards::ShardsResult>,
+    pub long: Option<crate::long::LongResult>,
 }
 
 const BEGIN: &str = "<!-- bench:begin -->";
@@ -86,7 +89,7 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn ratio_row(out: &mut String, what: &str, value: f64, target: &str, met: bool) {
+pub fn ratio_row(out: &mut String, what: &str, value: f64, target: &str, met: bool) {
     let _ = writeln!(out, "| {what} | {value:.2} | {target} | {} |", verdict(met));
 }
 
@@ -144,12 +147,18 @@ fn memory_growth(out: &mut String, copies: &[CopyResult]) {
     }
 }
 
+const ARMS_HEADER: &str = "| workload | arm | rows/s median (min–max) | MB/s | CPU µs/row | peak RSS MB | commits/s | disk B/row | server CPU µs/row |\n|---|---|---|---|---|---|---|---|---|";
+
+/// A table of arms with the columns of the main one.
+pub fn arms_table<'a>(out: &mut String, arms: impl IntoIterator<Item = &'a Arm>) {
+    let _ = writeln!(out, "{ARMS_HEADER}");
+    for arm in arms {
+        arm_row(out, arm);
+    }
+}
+
 fn render_arms(out: &mut String, results: &Results) {
-    let _ = writeln!(
-        out,
-        "| workload | arm | rows/s median (min–max) | MB/s | CPU µs/row | peak RSS MB | commits/s | disk B/row | server CPU µs/row |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "{ARMS_HEADER}");
     for copy in &results.copies {
         for arm in [&copy.l0, &copy.l0m, &copy.d0, &copy.t, &copy.n] {
             arm_row(out, arm);
@@ -162,10 +171,15 @@ fn render_arms(out: &mut String, results: &Results) {
     }
 }
 
-fn render_lag(out: &mut String, lag: &LagResult) {
+fn lag_ms(lag: &LagResult) -> (Spread, Spread) {
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let p50 = Spread::of(lag.runs.iter().map(|r| ms(r.p50())).collect());
     let p99 = Spread::of(lag.runs.iter().map(|r| ms(r.p99())).collect());
+    (p50, p99)
+}
+
+fn render_lag(out: &mut String, lag: &LagResult) {
+    let (p50, p99) = lag_ms(lag);
     let commits = Spread::of(lag.runs.iter().map(|r| r.run.commits_per_sec()).collect());
     let cpu = Spread::of(lag.runs.iter().map(|r| r.run.cpu_us_per_row()).collect());
     let _ = writeln!(
@@ -181,11 +195,35 @@ fn render_lag(out: &mut String, lag: &LagResult) {
     );
     ratio_row(
         out,
-        "replication: p99 lag (ms)",
+        &format!("replication at {:.0} tx/s: p99 lag (ms)", lag.rate),
         p99.median,
         "< 50",
         p99.median < 50.0,
     );
+}
+
+/// The highest offered rate whose median p99 stays under 50 ms (with several rates).
+fn render_lag_sweep(out: &mut String, lags: &[LagResult]) {
+    if lags.len() < 2 {
+        return;
+    }
+    let under: Vec<f64> = (lags.iter())
+        .filter(|l| lag_ms(l).1.median < 50.0)
+        .map(|l| l.rate)
+        .collect();
+    let rates: Vec<String> = lags.iter().map(|l| format!("{:.0}", l.rate)).collect();
+    let _ = match under.iter().copied().reduce(f64::max) {
+        Some(best) => writeln!(
+            out,
+            "\nLag sweep ({} tx/s): the highest offered rate with p99 < 50 ms is {best:.0} tx/s.",
+            rates.join(", ")
+        ),
+        None => writeln!(
+            out,
+            "\nLag sweep ({} tx/s): p99 ≥ 50 ms at every rate.",
+            rates.join(", ")
+        ),
+    };
 }
 
 pub fn render(command: &str, results: &Results) -> String {
@@ -231,8 +269,15 @@ pub fn render(command: &str, results: &Results) -> String {
             true,
         );
     }
-    if let Some(lag) = &results.lag {
+    for lag in &results.lags {
         render_lag(&mut out, lag);
+    }
+    render_lag_sweep(&mut out, &results.lags);
+    if let Some(shards) = &results.shards {
+        crate::shards::render(&mut out, shards);
+    }
+    if let Some(long) = &results.long {
+        crate::long::render(&mut out, long);
     }
     out
 }

@@ -19,7 +19,7 @@ pub const SHARD: &str = "0";
 pub const TABLE: &str = "item";
 const SOURCE_UUID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
 /// Rows per copy batch: ~240 KB, under vttablet's 250 KB packet size.
-const COPY_BATCH_ROWS: usize = 2000;
+pub const COPY_BATCH_ROWS: usize = 2000;
 /// Binlog time of the replication transactions (seconds).
 const EVENT_TIME: i64 = 1_767_225_600;
 
@@ -98,7 +98,7 @@ pub fn row_bytes(row: &Row) -> usize {
     row.iter().flatten().map(Vec::len).sum()
 }
 
-fn event(kind: VEventType, timestamp: i64) -> VEvent {
+pub fn event(kind: VEventType, timestamp: i64) -> VEvent {
     VEvent {
         r#type: kind as i32,
         timestamp,
@@ -109,7 +109,7 @@ fn event(kind: VEventType, timestamp: i64) -> VEvent {
     }
 }
 
-fn field_event(timestamp: i64) -> VEvent {
+pub fn field_event(timestamp: i64) -> VEvent {
     VEvent {
         field_event: Some(FieldEvent {
             table_name: TABLE.into(),
@@ -123,7 +123,7 @@ fn field_event(timestamp: i64) -> VEvent {
     }
 }
 
-fn row_event(changes: Vec<RowChange>, timestamp: i64) -> VEvent {
+pub fn row_event(changes: Vec<RowChange>, timestamp: i64) -> VEvent {
     VEvent {
         row_event: Some(RowEvent {
             table_name: TABLE.into(),
@@ -163,7 +163,7 @@ fn vgtid_event(gtid_no: u64, lastpk: Option<i64>) -> VEvent {
     }
 }
 
-fn encode(events: Vec<VEvent>) -> Bytes {
+pub fn encode(events: Vec<VEvent>) -> Bytes {
     Bytes::from(VStreamResponse { events }.encode_to_vec())
 }
 
@@ -183,7 +183,7 @@ impl Stream {
 }
 
 /// The GTID position the copy snapshot is taken at.
-const COPY_GTID: u64 = 100;
+pub const COPY_GTID: u64 = 100;
 
 /// VStream Copy of `rows` rows on one shard, in vtgate's event order: per batch BEGIN, one ROW
 /// event per row, VGTID (with the table's last PK), COMMIT; then the table's completion and
@@ -195,28 +195,45 @@ pub fn copy_stream(rows: usize) -> Stream {
     let mut next_id = 1i64;
     while (next_id as usize) <= rows {
         let end = (next_id + COPY_BATCH_ROWS as i64 - 1).min(rows as i64);
-        let mut events = vec![event(VEventType::Begin, 0)];
-        if next_id == 1 {
-            events.push(field_event(0));
-            events.push(vgtid_event(COPY_GTID, None));
-        }
-        // vttablet's copy sends one ROW event per row (measured on v24: 1M ROW events for
-        // 1M rows), so the replay does too.
-        events.extend((next_id..=end).map(|id| {
-            let row = source_row(id, &mut rng);
-            payload_bytes += row_bytes(&row) as u64;
-            let change = RowChange {
-                after: Some(encode_row(&row)),
-                ..RowChange::default()
-            };
-            row_event(vec![change], 0)
-        }));
-        events.push(vgtid_event(COPY_GTID, Some(end)));
-        events.push(event(VEventType::Commit, 0));
-        responses.push(encode(events));
+        responses.push(copy_batch(next_id, end, &mut rng, &mut payload_bytes));
         next_id = end + 1;
     }
-    responses.push(encode(vec![
+    responses.push(copy_end());
+    Stream {
+        transactions: responses.len() as u64,
+        responses,
+        row_changes: rows as u64,
+        payload_bytes,
+    }
+}
+
+/// One copy response holding rows `first..=end` (the first one also carries FIELD and the
+/// snapshot VGTID); adds their value bytes to `payload_bytes`.
+pub fn copy_batch(first: i64, end: i64, rng: &mut Rng, payload_bytes: &mut u64) -> Bytes {
+    let mut events = vec![event(VEventType::Begin, 0)];
+    if first == 1 {
+        events.push(field_event(0));
+        events.push(vgtid_event(COPY_GTID, None));
+    }
+    // vttablet's copy sends one ROW event per row (measured on v24: 1M ROW events for
+    // 1M rows), so the replay does too.
+    events.extend((first..=end).map(|id| {
+        let row = source_row(id, rng);
+        *payload_bytes += row_bytes(&row) as u64;
+        let change = RowChange {
+            after: Some(encode_row(&row)),
+            ..RowChange::default()
+        };
+        row_event(vec![change], 0)
+    }));
+    events.push(vgtid_event(COPY_GTID, Some(end)));
+    events.push(event(VEventType::Commit, 0));
+    encode(events)
+}
+
+/// The table's completion, the shard's COPY_COMPLETED and vtgate's final one.
+pub fn copy_end() -> Bytes {
+    encode(vec![
         event(VEventType::Begin, 0),
         vgtid_event(COPY_GTID, None),
         event(VEventType::Commit, 0),
@@ -225,13 +242,7 @@ pub fn copy_stream(rows: usize) -> Stream {
             r#type: VEventType::CopyCompleted as i32,
             ..VEvent::default()
         },
-    ]));
-    Stream {
-        transactions: responses.len() as u64,
-        responses,
-        row_changes: rows as u64,
-        payload_bytes,
-    }
+    ])
 }
 
 /// One row change of a replication transaction.
