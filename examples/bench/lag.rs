@@ -134,9 +134,9 @@ pub async fn workload(
     let count = ((rate * args.lag_seconds()) as usize).min(stream.responses.len());
     let responses = Arc::new(stream.responses[..count].to_vec());
     let payload = stream.payload_bytes * count as u64 / stream.responses.len() as u64;
-    // --quick stays under 5 minutes: rates after the first get 3 repetitions.
+    // --quick stays under 5 minutes: rates after the first get 2 repetitions.
     let reps = match args.lag_rates.first() {
-        Some(&first) if args.quick && rate != first => args.reps.min(3),
+        Some(&first) if args.quick && rate != first => args.reps.min(2),
         _ => args.reps,
     };
     let mut runs = Vec::new();

@@ -292,9 +292,9 @@ pub async fn workload(args: &Args, rows: usize, dir: &Path) -> Result<ShardsResu
     let (eight, order) = copy_stream(rows);
     let decoded = in_delivery_order(rows, &order);
     let payload = eight.payload_bytes;
-    // --quick stays under 5 minutes on a busy machine: 3 repetitions here.
+    // --quick stays under 5 minutes on a busy machine: 2 repetitions here.
     let reps = if args.quick {
-        args.reps.min(3)
+        args.reps.min(2)
     } else {
         args.reps
     };
