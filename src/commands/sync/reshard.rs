@@ -4,12 +4,13 @@
 use anyhow::Result;
 
 use super::SyncOptions;
+use crate::error::{classify, render, Class};
 use crate::mirror::checkpoint;
 use crate::mirror::resume::{onto_serving_shards, Start};
 
 /// `start`, moved onto the serving shards where a keyspace's copy has not begun on shards
 /// vtgate no longer serves. Asks vtgate only when some shard's copy has not begun; a vtgate
-/// that does not answer the listing leaves `start` as it is. Key-range mirrors (`--shards`)
+/// that does not answer the listing, or refuses it, leaves `start` as it is. Key-range mirrors (`--shards`)
 /// keep the shards they chose.
 pub async fn follow_reshard_before_copy(opts: &SyncOptions, mut start: Start) -> Result<Start> {
     let not_begun = (start.vgtid.shard_gtids.iter())
@@ -21,8 +22,16 @@ pub async fn follow_reshard_before_copy(opts: &SyncOptions, mut start: Start) ->
     {
         return Ok(start);
     }
-    let Some(catalog) = crate::source::catalog::fetch(&opts.spec).await? else {
-        return Ok(start);
+    // The listing only helps here: a definite refusal of it must not stop a mirror that
+    // resumed fine before (a transient one is retried like the stream would be).
+    let catalog = match crate::source::catalog::fetch(&opts.spec).await {
+        Ok(Some(catalog)) => catalog,
+        Ok(None) => return Ok(start),
+        Err(e) if classify(&e) == Class::Definite => {
+            tracing::warn!(error = %render(&e), "could not list the shards vtgate serves; resuming on the stored ones");
+            return Ok(start);
+        }
+        Err(e) => return Err(e),
     };
     if let Some((vgtid, keyspaces)) = onto_serving_shards(&start.vgtid, &catalog.shards) {
         tracing::warn!(
