@@ -123,7 +123,7 @@ impl LagRun {
     }
 }
 
-/// The lag at one offered rate, `args.reps` runs, each checked to commit every transaction.
+/// The lag at one offered rate, `args.repetitions` runs, each checked to commit every transaction.
 pub async fn workload(
     args: &Args,
     rate: f64,
@@ -136,8 +136,8 @@ pub async fn workload(
     let payload = stream.payload_bytes * count as u64 / stream.responses.len() as u64;
     // --quick stays under 5 minutes: rates after the first get 2 repetitions.
     let reps = match args.lag_rates.first() {
-        Some(&first) if args.quick && rate != first => args.reps.min(2),
-        _ => args.reps,
+        Some(&first) if args.quick && rate != first => args.repetitions.min(2),
+        _ => args.repetitions,
     };
     let mut runs = Vec::new();
     for rep in 0..reps {

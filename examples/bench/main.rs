@@ -31,9 +31,12 @@ struct Args {
     /// 1M-row copy and replication only, naive arm on a short prefix (< 5 minutes).
     #[arg(long)]
     quick: bool,
-    /// Repetitions per arm (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    reps: usize,
+    /// Repetitions per arm (the median is reported); default 5, or 3 with --quick.
+    #[arg(long)]
+    reps: Option<usize>,
+    /// `reps` resolved (set in `main`).
+    #[arg(skip)]
+    repetitions: usize,
     /// Replication transactions.
     #[arg(long, default_value_t = 200_000)]
     transactions: usize,
@@ -99,7 +102,9 @@ fn main() -> Result<()> {
     if argv.get(1).map(String::as_str) == Some(SYNC_CHILD) {
         return sync_child(&argv[2..]);
     }
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // --quick stays under 5 minutes even on a slow hour of a 2-core VM (342 s with 5).
+    args.repetitions = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -200,7 +205,11 @@ async fn run(args: Args) -> Result<()> {
 
 fn args_line(args: &Args) -> String {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    format!("`scripts/bench.sh {}` ({} reps)", argv.join(" "), args.reps)
+    format!(
+        "`scripts/bench.sh {}` ({} reps)",
+        argv.join(" "),
+        args.repetitions
+    )
 }
 
 fn fresh_db(dir: &std::path::Path, name: &str) -> PathBuf {
@@ -220,7 +229,7 @@ fn repeat(
     mut once: impl FnMut() -> Result<Run>,
 ) -> Result<Arm> {
     let mut runs = Vec::new();
-    for rep in 0..args.reps {
+    for rep in 0..args.repetitions {
         let run = once().with_context(|| format!("{workload} {name} repetition {rep}"))?;
         eprintln!(
             "  {workload:<12} {name:<3} rep {rep}: {:>10.0} rows/s",
@@ -241,7 +250,7 @@ where
     Fut: std::future::Future<Output = Result<Run>>,
 {
     let mut runs = Vec::new();
-    for rep in 0..args.reps {
+    for rep in 0..args.repetitions {
         let run = once()
             .await
             .with_context(|| format!("{workload} {name} repetition {rep}"))?;

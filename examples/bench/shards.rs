@@ -271,7 +271,7 @@ async fn alternate(
     dir: &Path,
 ) -> Result<(Vec<Run>, Vec<Run>)> {
     let (mut t1, mut t8) = (Vec::new(), Vec::new());
-    for rep in 0..args.reps {
+    for rep in 0..args.repetitions {
         for (label, stream, runs) in [("T1", one, &mut t1), ("T8", eight, &mut t8)] {
             let run = crate::end_to_end(args, stream, "copy", rows as u64, dir).await?;
             exact_rows(&dir.join("t.db"), rows as u64)?;
@@ -294,12 +294,12 @@ pub async fn workload(args: &Args, rows: usize, dir: &Path) -> Result<ShardsResu
     let payload = eight.payload_bytes;
     // --quick stays under 5 minutes on a busy machine: 2 repetitions here.
     let reps = if args.quick {
-        args.reps.min(2)
+        args.repetitions.min(2)
     } else {
-        args.reps
+        args.repetitions
     };
     let args = &Args {
-        reps,
+        repetitions: reps,
         ..args.clone()
     };
     // --quick keeps only L0m (the better limit; the ratio target is T 8 / T 1).

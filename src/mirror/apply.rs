@@ -394,6 +394,7 @@ impl Writer {
         conn.execute_batch("COMMIT")
             .context("committing a mirror transaction")?;
         self.in_sqlite_tx = false;
+        self.mirror.committed();
         if pending.checkpoint.is_some() {
             // The count `save_checkpoint` added to the file.
             self.transactions += pending.transactions;

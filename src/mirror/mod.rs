@@ -25,3 +25,4 @@ pub mod schema;
 pub mod store;
 pub mod table_copy;
 pub mod upsert;
+pub mod wal;

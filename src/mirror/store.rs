@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::mirror::naming::Naming;
+use crate::mirror::wal::{self, WalCheckpoints};
 
 /// Migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -36,6 +37,9 @@ pub struct Identity {
 
 /// The mirror opened for syncing: the only writer of the file while it lives.
 pub struct Mirror {
+    /// Declared first so that it stops before `conn` closes: the writer's connection is then
+    /// the file's last, and SQLite copies the WAL back and removes it as the sync ends.
+    wal: Option<WalCheckpoints>,
     pub conn: Connection,
     /// How the file names tables and shards (from the identity's keyspace label).
     pub naming: Naming,
@@ -120,12 +124,19 @@ impl Mirror {
                 db.display()
             );
         }
-        configure(&conn, durability)
+        // The power-cut VFS keeps one view of a file per connection: no second connection.
+        let background = crate::mirror::power_cut::vfs::armed().is_none();
+        configure(&conn, durability, background)
             .with_context(|| format!("configuring mirror {}", db.display()))?;
         migrate(&conn, db)?;
         check_metadata(&conn, db)?;
         let previous_filter = check_identity(&conn, identity, db)?;
+        let wal = match background {
+            true => Some(WalCheckpoints::start(db, open_flags(false))?),
+            false => None,
+        };
         Ok(Mirror {
+            wal,
             conn,
             naming: Naming::of_label(&identity.keyspace),
             previous_filter,
@@ -135,12 +146,23 @@ impl Mirror {
 }
 
 impl Mirror {
+    /// The writer committed: the background WAL checkpoint has work (`mirror::wal`).
+    pub fn committed(&self) {
+        if let Some(wal) = &self.wal {
+            wal.committed();
+        }
+    }
+
     /// Closes a mirror this sync created and never committed to, and removes its files, so
     /// that a sync that failed at once leaves nothing behind.
     pub fn discard(self, db: &Path) -> Result<()> {
         let Mirror {
-            conn, _lock: lock, ..
+            wal,
+            conn,
+            _lock: lock,
+            ..
         } = self;
+        drop(wal);
         conn.close()
             .map_err(|(_, e)| e)
             .context("closing the unused mirror")?;
@@ -177,7 +199,7 @@ pub fn open_read_only(db: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn configure(conn: &Connection, durability: Durability) -> Result<()> {
+fn configure(conn: &Connection, durability: Durability, background_wal: bool) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -187,8 +209,9 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     // the last commits, but never tears one: rows and checkpoint roll back together and the
     // sync replays from the older checkpoint (a process crash loses nothing). FULL fsyncs
     // every commit for those who cannot replay (--durability full).
-    // wal_autocheckpoint = 8192 pages (32 MiB): checkpoints (and their fsyncs) 8× rarer than
-    // the default, and a page changed by several group commits is copied back once.
+    // wal_autocheckpoint: WAL checkpoints run on a thread of their own (`mirror::wal`); the
+    // writer's own are a backstop (64 MiB). Without that thread, 8192 pages (32 MiB): 8×
+    // rarer than the default, and a page changed by several group commits is copied back once.
     // journal_size_limit = 64 MiB: a long reader stops the WAL from being recycled, so it
     // grows (267 MiB behind a 15 s reader in tests/faults/mirror_file/refusals.rs); without a limit
     // the file keeps that size for ever, with it the next WAL reset truncates it.
@@ -196,9 +219,13 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    let autocheckpoint = match background_wal {
+        true => wal::WRITER_BACKSTOP_PAGES,
+        false => wal::WRITER_ALONE_PAGES,
+    };
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32768; \
-         PRAGMA wal_autocheckpoint = 8192; PRAGMA journal_size_limit = 67108864;"
+         PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA journal_size_limit = 67108864;"
     ))?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
