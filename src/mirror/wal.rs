@@ -90,13 +90,12 @@ fn run(conn: Connection, poked: mpsc::Receiver<()>) {
     let mut last_pass = Instant::now() - PASS_INTERVAL;
     let mut warned = false;
     while poked.recv().is_ok() {
+        // Wait until due; pokes meanwhile only say again that a pass is due. Leave at once
+        // when the mirror closes.
         let due = last_pass + PASS_INTERVAL;
-        let now = Instant::now();
-        if due > now {
-            // Sleep until due, but leave at once when the mirror closes.
-            match poked.recv_timeout(due - now) {
-                Err(RecvTimeoutError::Disconnected) => return,
-                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+        while let Some(left) = due.checked_duration_since(Instant::now()) {
+            if let Err(RecvTimeoutError::Disconnected) = poked.recv_timeout(left) {
+                return;
             }
         }
         last_pass = Instant::now();
