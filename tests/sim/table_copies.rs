@@ -23,6 +23,18 @@ fn rows_copied(db: &Path, table: &str) -> i64 {
     .unwrap()
 }
 
+/// Rows copied so far into the hidden copies of added or re-copied tables, all shards.
+fn shadow_rows_copied(db: &Path) -> i64 {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT coalesce(sum(rows_copied), 0) FROM _vtmirror_copy_state \
+         WHERE table_name IN (SELECT shadow FROM _vtmirror_table_copy)",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 fn pending_copies(db: &Path) -> i64 {
     let conn = Connection::open(db).unwrap();
     conn.query_row("SELECT count(*) FROM _vtmirror_table_copy", [], |r| {
@@ -177,14 +189,23 @@ async fn sigkills_during_an_added_table_copy_and_a_recopy_resume_them_exactly_on
         "customer",
     ];
     let mut kills = 0;
-    for round in 0..12u64 {
+    for round in 0..12 {
+        let before = shadow_rows_copied(&db);
         let sync = BinarySync::spawn(&server.endpoint(), &db, &extra);
         if round == 0 {
             let requested = wait_until(Duration::from_secs(30), || pending_copies(&db) > 0);
             assert!(requested.await, "the sync recorded the copies");
         }
         model.apply_random_transactions(40);
-        tokio::time::sleep(Duration::from_millis(60 + 25 * round)).await;
+        // Kill as soon as the copies moved on, whatever the machine's speed: a fixed delay
+        // let a faster writer finish both copies before the third kill.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while shadow_rows_copied(&db) <= before
+            && pending_copies(&db) > 0
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         drop(sync); // SIGKILL
         if pending_copies(&db) == 0 {
             break;
