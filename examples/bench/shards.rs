@@ -228,6 +228,9 @@ pub struct ShardsResult {
     pub l0m: Arm,
     /// L0m with a 256 MB page cache (not with --quick).
     pub l0c: Option<Arm>,
+    /// L0m with each commit's rows sorted by key (not with --quick): the limit of a writer
+    /// that orders the copied rows of one commit across shards before inserting them.
+    pub l0s: Option<Arm>,
     pub t1: Arm,
     pub t8: Arm,
 }
@@ -259,6 +262,22 @@ fn in_delivery_order(rows: usize, order: &[i64]) -> Vec<Vec<Value>> {
                 .expect("each id is delivered once")
         })
         .collect()
+}
+
+/// The same rows, each run of the mirror's default commit size (20,000 row changes) sorted
+/// by id, the first column: what the 8-shard order costs once a commit inserts its rows in
+/// key order.
+fn sorted_per_commit(rows: &[Vec<Value>]) -> Vec<Vec<Value>> {
+    let id = |row: &Vec<Value>| match row.first() {
+        Some(Value::Integer(id)) => *id,
+        _ => i64::MAX,
+    };
+    let mut out = rows.to_vec();
+    let commit_rows = vtmirror::mirror::batch::CommitPolicy::default().max_rows;
+    for commit in out.chunks_mut(commit_rows) {
+        commit.sort_by_key(id);
+    }
+    out
 }
 
 /// T from 1 shard and from 8 shards, alternating so both see the same load of this shared
@@ -322,6 +341,14 @@ pub async fn workload(args: &Args, rows: usize, dir: &Path) -> Result<ShardsResu
             })
         })
         .transpose()?;
+    let l0s = full
+        .then(|| {
+            let sorted = sorted_per_commit(&decoded);
+            crate::repeat(args, "L0m sorted", name, || {
+                arms::l0_copy(&crate::fresh_db(dir, "l0.db"), &sorted, payload, 32)
+            })
+        })
+        .transpose()?;
     drop(decoded);
     let (t1, t8) = alternate(args, &one, &eight, rows, dir).await?;
     let arm = |name: &str, runs| Arm {
@@ -335,6 +362,7 @@ pub async fn workload(args: &Args, rows: usize, dir: &Path) -> Result<ShardsResu
         l0,
         l0m,
         l0c,
+        l0s,
         t1: arm("T 1 shard", t1),
         t8: arm("T 8 shards", t8),
     })
@@ -352,6 +380,7 @@ pub fn render(out: &mut String, r: &ShardsResult) {
         r.l0.as_ref(),
         Some(&r.l0m),
         r.l0c.as_ref(),
+        r.l0s.as_ref(),
         Some(&r.t1),
         Some(&r.t8),
     ];
