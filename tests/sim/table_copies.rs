@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use vtmirror::source::vstream::rules;
 
-use crate::support::sync_runner::{wait_until, BinarySync};
+use crate::support::sync_runner::{wait_until, wait_until_every, BinarySync};
 use crate::support::*;
 
 fn rows_copied(db: &Path, table: &str) -> i64 {
@@ -199,13 +199,8 @@ async fn sigkills_during_an_added_table_copy_and_a_recopy_resume_them_exactly_on
         model.apply_random_transactions(40);
         // Kill as soon as the copies moved on, whatever the machine's speed: a fixed delay
         // let a faster writer finish both copies before the third kill.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while shadow_rows_copied(&db) <= before
-            && pending_copies(&db) > 0
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let moved_on = || shadow_rows_copied(&db) > before || pending_copies(&db) == 0;
+        wait_until_every(Duration::from_secs(30), Duration::from_millis(2), moved_on).await;
         drop(sync); // SIGKILL
         if pending_copies(&db) == 0 {
             break;

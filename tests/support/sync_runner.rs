@@ -116,13 +116,22 @@ impl Drop for BinarySync {
 }
 
 /// Polls `done` every 50 ms until it holds; false after `limit`.
-pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub async fn wait_until(limit: Duration, done: impl FnMut() -> bool) -> bool {
+    wait_until_every(limit, Duration::from_millis(50), done).await
+}
+
+/// [`wait_until`], looking every `every`.
+pub async fn wait_until_every(
+    limit: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if done() {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
     done()
 }
