@@ -96,6 +96,9 @@ pub struct Writer {
     /// Source transactions the file holds (the checkpoint's count), for the debug log of
     /// each commit that power-cut tests compare with the file after a cut.
     transactions: i64,
+    /// Whether row versions wait aside (`mirror::versions`), read when a SQLite
+    /// transaction begins: while none does, deletes skip looking for one.
+    versions_aside: bool,
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -132,6 +135,7 @@ impl Writer {
             crash: None,
             copying: HashMap::new(),
             transactions: 0,
+            versions_aside: true,
         }
     }
 
@@ -211,6 +215,7 @@ impl Writer {
                 .execute_batch("BEGIN IMMEDIATE")
                 .context("starting a mirror transaction")?;
             self.in_sqlite_tx = true;
+            self.versions_aside = crate::mirror::versions::any(&self.mirror.conn)?;
             self.pending.since = Some(Instant::now());
         }
         Ok(())
@@ -429,3 +434,7 @@ impl Writer {
 #[cfg(test)]
 #[path = "apply_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "apply/shard_tests.rs"]
+mod shard_tests;

@@ -9,6 +9,9 @@ use rusqlite::Connection;
 
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
+use crate::mirror::owner::{is_bookkeeping_column, owner_of, OWNER_COLUMN};
+
+mod per_shard;
 use crate::mirror::schema::{check_table_name, quote, Layout};
 use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
 use crate::source::value::Storage;
@@ -37,6 +40,9 @@ pub fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> 
     })?;
     for row in rows {
         let (name, declared, pk_pos) = row?;
+        if is_bookkeeping_column(&name) {
+            continue;
+        }
         if pk_pos > 0 {
             pk.push((pk_pos, name.clone()));
         }
@@ -56,18 +62,43 @@ pub fn current_layout(conn: &Connection, table: &str) -> Result<Option<Layout>> 
 /// re-prepared).
 pub fn ensure_layout(conn: &Connection, table: &str, wanted: &Layout) -> Result<bool> {
     let current = current_layout(conn, table)?;
-    match current {
+    let changed = match current {
         None => {
             conn.execute_batch(&wanted.create_sql(table))
                 .with_context(|| format!("creating table {table}"))?;
+            true
         }
-        Some(current) if &current == wanted => return Ok(false),
-        Some(current) => match wanted.added_columns(&current) {
-            Some(added) => add_columns(conn, table, &added)?,
-            None => rebuild(conn, table, &current, wanted)?,
-        },
+        Some(current) if &current == wanted => false,
+        Some(current) => {
+            match wanted.added_columns(&current) {
+                Some(added) => add_columns(conn, table, &added)?,
+                None => rebuild(conn, table, &current, wanted)?,
+            }
+            true
+        }
+    };
+    Ok(add_owner_column(conn, table)? || changed)
+}
+
+/// Gives a table of a mirror made before rows recorded their shard (`mirror::owner`) the
+/// owner column: NULL, a shard spanning every key, is what such a mirror's rows meant.
+fn add_owner_column(conn: &Connection, table: &str) -> Result<bool> {
+    let has: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            [table, OWNER_COLUMN],
+            |r| r.get(0),
+        )
+        .with_context(|| format!("reading the columns of table {table}"))?;
+    if !has {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} TEXT",
+            quote(table),
+            quote(OWNER_COLUMN)
+        ))
+        .with_context(|| format!("adding the owner column to table {table}"))?;
     }
-    Ok(true)
+    Ok(!has)
 }
 
 fn add_columns(conn: &Connection, table: &str, added: &[(String, Storage)]) -> Result<()> {
@@ -86,12 +117,14 @@ fn add_columns(conn: &Connection, table: &str, added: &[(String, Storage)]) -> R
 /// Recreates the table with the new layout, keeping the values of shared columns.
 fn rebuild(conn: &Connection, table: &str, current: &Layout, wanted: &Layout) -> Result<()> {
     let staging = format!("_vtmirror_rebuild_{table}");
-    let shared: Vec<String> = wanted
+    let mut shared: Vec<String> = wanted
         .columns
         .iter()
         .filter(|(n, _)| current.columns.iter().any(|(c, _)| c == n))
         .map(|(n, _)| quote(n))
         .collect();
+    add_owner_column(conn, table)?;
+    shared.push(quote(OWNER_COLUMN));
     let sql = format!(
         "DROP TABLE IF EXISTS {staging_q};
          {create};
@@ -167,11 +200,11 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
         SourceDdl::DropTables(tables) => tables
             .iter()
             .filter(|t| !is_internal(t))
-            .try_for_each(|t| drop_table(conn, &scope.table(t))),
+            .try_for_each(|t| per_shard::drop(conn, scope, &scope.table(t))),
         SourceDdl::Truncate(table) => {
             let table = &scope.table(table);
             if exists(conn, table)? {
-                conn.execute_batch(&format!("DELETE FROM {}", quote(table)))
+                per_shard::remove_rows(conn, table, owner_of(scope.shard))
                     .with_context(|| format!("truncating table {table}"))?;
             }
             Ok(())
@@ -186,7 +219,7 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
     }
 }
 
-fn exists(conn: &Connection, table: &str) -> Result<bool> {
+pub(crate) fn exists(conn: &Connection, table: &str) -> Result<bool> {
     Ok(current_layout(conn, table)?.is_some())
 }
 
@@ -205,7 +238,7 @@ fn refuse_if_mirrored(
     Ok(())
 }
 
-fn drop_table(conn: &Connection, table: &str) -> Result<()> {
+pub(crate) fn drop_table(conn: &Connection, table: &str) -> Result<()> {
     if exists(conn, table)? {
         conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
             .with_context(|| format!("dropping table {table}"))?;
@@ -221,14 +254,14 @@ fn rename_tables(conn: &Connection, scope: &DdlScope, pairs: &[(String, String)]
     for (i, (from, to)) in pairs.iter().enumerate() {
         match (is_internal(from), is_internal(to)) {
             (true, true) => {}
-            (false, false) => rename_table(conn, &scope.table(from), &scope.table(to))?,
+            (false, false) => per_shard::rename(conn, scope, &scope.table(from), &scope.table(to))?,
             (true, false) => cut_over(conn, scope, from, to)?,
             (false, true) => {
                 let swapped = pairs[i + 1..]
                     .iter()
                     .any(|(f, t)| t == from && is_internal(f));
                 if !swapped {
-                    drop_table(conn, &scope.table(from))?;
+                    per_shard::drop(conn, scope, &scope.table(from))?;
                 }
             }
         }
@@ -317,7 +350,7 @@ mod tests {
             &["id"],
         );
         assert!(ensure_layout(&conn, "t", &v1).unwrap());
-        conn.execute("INSERT INTO t VALUES (1, 5, 'a')", [])
+        conn.execute("INSERT INTO t (id, x, gone) VALUES (1, 5, 'a')", [])
             .unwrap();
         let v2 = layout(&[("id", Storage::Integer), ("x", Storage::Text)], &["id"]);
         assert!(ensure_layout(&conn, "t", &v2).unwrap());

@@ -327,6 +327,20 @@ pub fn forget_table(conn: &Connection, table: &str) -> Result<()> {
         "DELETE FROM _vtmirror_copy_state WHERE table_name = ?1",
         [table],
     )?;
+    conn.execute(
+        "DELETE FROM _vtmirror_displaced WHERE table_name = ?1",
+        [table],
+    )?;
+    Ok(())
+}
+
+/// Forgets one shard's schema of a table (that shard dropped or renamed it).
+pub fn forget_shard_fields(conn: &Connection, table: &str, shard: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM _vtmirror_fields WHERE table_name = ?1 AND shard = ?2",
+        [table, shard],
+    )
+    .with_context(|| format!("forgetting a shard's schema of table {table}"))?;
     Ok(())
 }
 
@@ -339,6 +353,10 @@ pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
     )?;
     conn.execute(
         "UPDATE _vtmirror_copy_state SET table_name = ?2 WHERE table_name = ?1",
+        [from, to],
+    )?;
+    conn.execute(
+        "UPDATE _vtmirror_displaced SET table_name = ?2 WHERE table_name = ?1",
         [from, to],
     )?;
     Ok(())

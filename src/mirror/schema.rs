@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use crate::mirror::owner::OWNER_COLUMN;
 use crate::source::proto::query::Field;
 use crate::source::value::{storage_for, ColumnType, Storage};
 
@@ -61,6 +62,12 @@ impl TableSchema {
             .collect();
         let mut seen = std::collections::HashSet::new();
         for c in &columns {
+            if crate::mirror::owner::is_bookkeeping_column(&c.name) {
+                bail!(
+                    "source table {table} has a column named {:?}, which vtmirror reserves",
+                    c.name
+                );
+            }
             if !seen.insert(c.name.to_lowercase()) {
                 bail!("table {table} streams column {:?} twice", c.name);
             }
@@ -154,9 +161,10 @@ impl Layout {
             .collect();
         let pk: Vec<String> = self.pk.iter().map(|n| quote(n)).collect();
         format!(
-            "CREATE TABLE {} ({}, PRIMARY KEY ({})) STRICT",
+            "CREATE TABLE {} ({}, {} TEXT, PRIMARY KEY ({})) STRICT",
             quote(table),
             cols.join(", "),
+            quote(OWNER_COLUMN),
             pk.join(", ")
         )
     }
@@ -173,43 +181,82 @@ impl Layout {
     }
 }
 
-/// SQL statements to apply row changes for one column list of one table.
+/// SQL statements to apply row changes for one column list of one table. Every statement
+/// binds the source columns as `?1..?n` and the writing shard's owner (`mirror::owner`)
+/// after them; the guarded ones touch a row only while that shard (or no shard) holds it.
 #[derive(Debug)]
 pub struct RowSql {
+    /// The columns an upsert binds, in order: the source's, then the owner.
+    pub insert_columns: Vec<String>,
+    /// Insert, or update the row this shard holds; a row another shard holds is left alone
+    /// (0 changes) for `mirror::versions` to resolve.
     pub upsert: String,
+    /// Insert or update whoever holds the row.
+    pub upsert_any: String,
+    /// Delete the row this shard holds (key, then owner).
     pub delete: String,
+    /// Delete the row whoever holds it (key only).
+    pub delete_any: String,
+    /// The row's owner (key only).
+    pub owner: String,
+    /// The whole row, owner included (key only).
+    pub row: String,
 }
 
 impl RowSql {
     pub fn new(table: &str, columns: &[String], pk: &[String]) -> Arc<Self> {
-        let quoted: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-        let params: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let mut insert_columns = columns.to_vec();
+        insert_columns.push(OWNER_COLUMN.to_string());
+        let quoted: Vec<String> = insert_columns.iter().map(|c| quote(c)).collect();
+        let params: Vec<String> = (1..=insert_columns.len())
+            .map(|i| format!("?{i}"))
+            .collect();
         let pk_quoted: Vec<String> = pk.iter().map(|c| quote(c)).collect();
-        let updates: Vec<String> = columns
+        let updates: Vec<String> = insert_columns
             .iter()
             .filter(|c| !pk.contains(c))
             .map(|c| format!("{0} = excluded.{0}", quote(c)))
             .collect();
-        let conflict = if updates.is_empty() {
-            "DO NOTHING".to_string()
-        } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
-        };
-        let upsert = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}",
+        let upsert_any = format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
             quote(table),
             quoted.join(", "),
             params.join(", "),
             pk_quoted.join(", "),
-            conflict
+            updates.join(", ")
+        );
+        let owner = format!("{}.{}", quote(table), quote(OWNER_COLUMN));
+        let upsert = format!(
+            "{upsert_any} WHERE {owner} IS excluded.{OWNER_Q} OR {owner} IS NULL",
+            OWNER_Q = quote(OWNER_COLUMN)
         );
         let conds: Vec<String> = pk
             .iter()
             .enumerate()
             .map(|(i, c)| format!("{} = ?{}", quote(c), i + 1))
             .collect();
-        let delete = format!("DELETE FROM {} WHERE {}", quote(table), conds.join(" AND "));
-        Arc::new(RowSql { upsert, delete })
+        let key = conds.join(" AND ");
+        let delete_any = format!("DELETE FROM {} WHERE {key}", quote(table));
+        let delete = format!(
+            "{delete_any} AND ({0} IS ?{1} OR {0} IS NULL)",
+            quote(OWNER_COLUMN),
+            pk.len() + 1
+        );
+        let owner = format!(
+            "SELECT {} FROM {} WHERE {key}",
+            quote(OWNER_COLUMN),
+            quote(table)
+        );
+        let row = format!("SELECT * FROM {} WHERE {key}", quote(table));
+        Arc::new(RowSql {
+            row,
+            insert_columns,
+            upsert,
+            upsert_any,
+            delete,
+            delete_any,
+            owner,
+        })
     }
 }
 

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_metadata.sql"),
     include_str!("../../migrations/0002_online_ddl.sql"),
     include_str!("../../migrations/0003_table_copies.sql"),
+    include_str!("../../migrations/0004_row_versions.sql"),
 ];
 
 /// How durable each commit is. NORMAL is safe against process crashes (the checkpoint rolls

@@ -8,10 +8,21 @@ use crate::source::decode::Change;
 /// (columns × 32 stays far below SQLite's 32766 parameters for any real table).
 pub const ROWS_PER_STATEMENT: usize = 32;
 
-pub fn change_values(change: &Change) -> std::slice::Iter<'_, crate::source::value::Value> {
+pub fn change_values(change: &Change) -> &[crate::source::value::Value] {
     match change {
-        Change::Upsert(values) | Change::Delete(values) => values.iter(),
+        Change::Upsert(values) | Change::Delete(values) => values,
     }
+}
+
+/// A row change's values, then the writing shard's owner (`mirror::owner`): the parameters
+/// of one row of an upsert.
+pub fn row_params<'a>(
+    change: &'a Change,
+    owner: &'a Option<&'a str>,
+) -> impl Iterator<Item = &'a dyn rusqlite::ToSql> {
+    (change_values(change).iter())
+        .map(|v| v as &dyn rusqlite::ToSql)
+        .chain(std::iter::once(owner as &dyn rusqlite::ToSql))
 }
 
 /// The single-row upsert `INSERT INTO t (…) VALUES (?1, …, ?n) ON CONFLICT …` for `rows`
@@ -67,14 +78,16 @@ mod tests {
     fn a_multi_row_upsert_applies_rows_in_order_like_single_statements() {
         let columns = names(&["id", "v"]);
         let single = RowSql::new("t", &columns, &names(&["id"]));
-        let multi = multi_row_upsert(&single.upsert, "t", &columns, 3).unwrap();
-        assert!(multi.contains("VALUES (?1, ?2), (?3, ?4), (?5, ?6) ON CONFLICT"));
+        let multi = multi_row_upsert(&single.upsert, "t", &single.insert_columns, 3).unwrap();
+        assert!(multi.contains("VALUES (?1, ?2, ?3), (?4, ?5, ?6), (?7, ?8, ?9) ON CONFLICT"));
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'old')",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, _vtmirror_shard TEXT);
+             INSERT INTO t VALUES (1, 'old', NULL)",
         )
         .unwrap();
-        conn.execute(&multi, rusqlite::params![1, "a", 2, "b", 1, "c"])
+        let s = "-80";
+        conn.execute(&multi, rusqlite::params![1, "a", s, 2, "b", s, 1, "c", s])
             .unwrap();
         let rows: Vec<(i64, String)> = conn
             .prepare("SELECT id, v FROM t ORDER BY id")

@@ -51,7 +51,7 @@ mod gtid;
 mod keyspaces;
 mod model;
 mod request;
-mod rng;
+pub mod rng;
 mod schema;
 mod security;
 mod server;

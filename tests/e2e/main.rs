@@ -15,6 +15,7 @@ mod keyspaces;
 mod online_ddl;
 mod reshard;
 mod security;
+mod shards;
 mod table_copies;
 mod types;
 mod vttest;

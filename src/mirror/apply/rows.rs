@@ -10,8 +10,10 @@ use rusqlite::params_from_iter;
 use super::Writer;
 use crate::mirror::ddl::ensure_layout;
 use crate::mirror::metadata;
+use crate::mirror::owner::owner_of;
 use crate::mirror::schema::{Layout, RowSql, TableSchema};
-use crate::mirror::upsert::{change_values, multi_row_upsert, ROWS_PER_STATEMENT};
+use crate::mirror::upsert::{change_values, multi_row_upsert, row_params, ROWS_PER_STATEMENT};
+use crate::mirror::versions::ShardRows;
 use crate::source::decode::{Change, ShardSchema};
 
 /// A shard schema's statements: the single-row upsert and delete, and the multi-row upsert.
@@ -92,7 +94,7 @@ impl Writer {
         let multi_upsert: Option<Arc<str>> = multi_row_upsert(
             &sql.upsert,
             &target,
-            &schema.schema.column_names(),
+            &sql.insert_columns,
             ROWS_PER_STATEMENT,
         )
         .map(Arc::from);
@@ -105,23 +107,33 @@ impl Writer {
         (sql, multi_upsert)
     }
 
-    /// Applies row changes in order: runs of upserts go `ROWS_PER_STATEMENT` rows per
-    /// statement, the rest one by one; deletes one by one.
+    /// Applies row changes in order, each to the version of its key this shard holds
+    /// (`mirror::versions`): runs of upserts go `ROWS_PER_STATEMENT` rows per statement
+    /// (rows that met another shard's version are then resolved one by one), the rest one
+    /// by one; deletes one by one.
     pub(super) fn apply_rows(
         &mut self,
         schema: &Arc<ShardSchema>,
         changes: &[Change],
     ) -> Result<()> {
         self.begin()?;
+        self.ensure_streamed_table(schema)?;
         let (sql, multi_sql) = self.statements(schema);
-        let table = &schema.schema.table;
-        let conn = &self.mirror.conn;
-        let prepare = |text: &str| {
-            conn.prepare_cached(text)
-                .with_context(|| format!("preparing a statement for table {table}"))
+        let owner = owner_of(&schema.shard);
+        let shard_rows = ShardRows {
+            conn: &self.mirror.conn,
+            table: self.target(&schema.schema.table),
+            sql: &sql,
+            pk: &schema.schema.pk,
+            owner,
+            since: self.pending.event_time,
         };
-        let (mut upsert, mut delete) = (prepare(&sql.upsert)?, prepare(&sql.delete)?);
-        let mut multi = multi_sql.as_deref().map(prepare).transpose()?;
+        let table = &schema.schema.table;
+        let mut multi = (multi_sql.as_deref())
+            .map(|text| shard_rows.conn.prepare_cached(text))
+            .transpose()
+            .with_context(|| format!("preparing a statement for table {table}"))?;
+        let mut aside = self.versions_aside;
         let mut rest = changes;
         while let Some(first) = rest.first() {
             let upserts = rest
@@ -129,21 +141,43 @@ impl Writer {
                 .take_while(|c| matches!(c, Change::Upsert(_)))
                 .count();
             let applied = match (first, multi.as_mut()) {
-                (Change::Delete(key), _) => delete.execute(params_from_iter(key.iter())).map(|_| 1),
+                (Change::Delete(key), _) => shard_rows.delete(key, aside).map(|()| 1),
                 (Change::Upsert(_), Some(multi)) if upserts >= ROWS_PER_STATEMENT => {
-                    let values = rest[..ROWS_PER_STATEMENT].iter().flat_map(change_values);
-                    multi
+                    let run = &rest[..ROWS_PER_STATEMENT];
+                    let values = run.iter().flat_map(|c| row_params(c, &owner));
+                    let changed = multi
                         .execute(params_from_iter(values))
-                        .map(|_| ROWS_PER_STATEMENT)
+                        .with_context(|| format!("applying row changes to table {table}"))?;
+                    // A row that met another shard's version changed nothing: redo the run
+                    // row by row (each upsert is idempotent) and resolve those rows.
+                    if changed < ROWS_PER_STATEMENT {
+                        for change in run {
+                            aside |= shard_rows.upsert(change_values(change))?;
+                        }
+                    }
+                    Ok(ROWS_PER_STATEMENT)
                 }
-                (Change::Upsert(values), _) => {
-                    upsert.execute(params_from_iter(values.iter())).map(|_| 1)
-                }
-            }
-            .with_context(|| format!("applying row changes to table {table}"))?;
+                (Change::Upsert(values), _) => shard_rows.upsert(values).map(|moved| {
+                    aside |= moved;
+                    1
+                }),
+            }?;
             rest = &rest[applied..];
         }
+        drop(multi);
+        self.versions_aside = aside;
         self.pending.rows += changes.len();
+        Ok(())
+    }
+
+    /// A shard still streaming a table another shard's DROP removed from the file (its own
+    /// DROP is yet to come) brings the table back with its schema.
+    fn ensure_streamed_table(&mut self, schema: &Arc<ShardSchema>) -> Result<()> {
+        let target = self.target(&schema.schema.table);
+        let known = (self.tables.get(target)).is_some_and(|t| t.shards.contains_key(&schema.shard));
+        if !known {
+            self.apply_schema(schema)?;
+        }
         Ok(())
     }
 }

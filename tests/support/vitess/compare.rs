@@ -38,8 +38,22 @@ pub fn source_rows(conn: &mut mysql::Conn, table: &str, key_columns: usize) -> R
 /// The same table in the mirror, values rendered as MySQL's text would be.
 pub fn mirror_rows(db: &Path, table: &str, key_columns: usize) -> Rows {
     let conn = rusqlite::Connection::open(db).expect("mirror opens");
+    // The source's columns: vtmirror's own (the row's shard) are not the source's.
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+        .and_then(|mut s| s.query_map([table], |r| r.get(0))?.collect())
+        .expect("mirror columns read");
+    let columns: Vec<String> = columns
+        .iter()
+        .filter(|c| !vtmirror::mirror::owner::is_bookkeeping_column(c))
+        .map(|c| quote(c))
+        .collect();
     let mut stmt = conn
-        .prepare(&format!("SELECT * FROM {}", quote(table)))
+        .prepare(&format!(
+            "SELECT {} FROM {}",
+            columns.join(", "),
+            quote(table)
+        ))
         .expect("mirrored table exists");
     let n = stmt.column_count();
     let rows = stmt
