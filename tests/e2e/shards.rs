@@ -146,7 +146,7 @@ fn a_truncate_and_a_drop_on_a_sharded_keyspace_affect_only_each_shards_rows() {
         // A large transaction on one shard, then the TRUNCATE vtgate runs on both, then at
         // once small inserts on both shards.
         let big = SHARDS[round % 2];
-        insert_on(&c, big, "shm_trunc", 1_000_000, 3_000, "big-");
+        insert_on(&c, big, "shm_trunc", 1_000_000, 30_000, "big-");
         match round {
             9 => run_sql(
                 &mut things,
