@@ -99,6 +99,10 @@ pub struct Writer {
     /// Whether row versions wait aside (`mirror::versions`), read when a SQLite
     /// transaction begins: while none does, deletes skip looking for one.
     versions_aside: bool,
+    /// The shard whose rows the open source transaction carried.
+    txn_shard: Option<String>,
+    /// Each shard's latest transaction time in this run (`versions::held_twice`).
+    shard_times: HashMap<String, i64>,
 }
 
 /// Applied messages handed to the retirement thread at once (fewer thread wake-ups) …
@@ -136,6 +140,8 @@ impl Writer {
             copying: HashMap::new(),
             transactions: 0,
             versions_aside: true,
+            txn_shard: None,
+            shard_times: HashMap::new(),
         }
     }
 
@@ -250,6 +256,9 @@ impl Writer {
             } => {
                 self.at_boundary = false;
                 self.apply_rows(schema, changes)?;
+                if self.txn_shard.as_deref() != Some(schema.shard.as_str()) {
+                    self.txn_shard = Some(schema.shard.clone());
+                }
                 self.txn_copied = Some(*copied || self.txn_copied == Some(true));
                 if let Some(crash) = self.crash {
                     crash.reached(Point::MidBatch, || self.describe());
@@ -278,6 +287,7 @@ impl Writer {
                 self.end_phase();
                 self.count_transaction();
                 self.pending.event_time = self.pending.event_time.max(*event_time);
+                self.shard_passed(*event_time)?;
                 self.maybe_commit(queue_empty)?;
             }
             Step::ShardCopyCompleted { shard } => {
@@ -313,6 +323,22 @@ impl Writer {
                 self.tables.clear();
                 self.load()?;
             }
+        }
+        Ok(())
+    }
+
+    /// Records how far the transaction's shard has come; while row versions wait aside,
+    /// checks that none outlived a move (`versions::held_twice`).
+    fn shard_passed(&mut self, event_time: i64) -> Result<()> {
+        let Some(shard) = self.txn_shard.take() else {
+            return Ok(());
+        };
+        if let (Some(owner), true) = (crate::mirror::owner::owner_of(&shard), event_time > 0) {
+            let latest = self.shard_times.entry(owner.to_string()).or_default();
+            *latest = (*latest).max(event_time);
+        }
+        if self.versions_aside {
+            crate::mirror::versions::held_twice::check(&self.mirror.conn, &self.shard_times)?;
         }
         Ok(())
     }

@@ -21,6 +21,8 @@ use crate::mirror::owner::{overlaps, OWNER_COLUMN};
 use crate::mirror::schema::{quote, RowSql};
 use crate::source::value::Value;
 
+pub mod held_twice;
+
 /// Whether any version waits aside (checked once per SQLite transaction: the fast paths skip
 /// every look-up while none does).
 pub fn any(conn: &Connection) -> Result<bool> {
@@ -276,7 +278,7 @@ fn encode(value: ValueRef<'_>) -> Json {
     }
 }
 
-fn decode(value: &Json) -> Result<SqlValue> {
+pub(crate) fn decode(value: &Json) -> Result<SqlValue> {
     let bad = || anyhow::anyhow!("a kept row version holds a value of unknown shape");
     if value.is_null() {
         return Ok(SqlValue::Null);

@@ -126,7 +126,7 @@ impl Writer {
             sql: &sql,
             pk: &schema.schema.pk,
             owner,
-            since: self.pending.event_time,
+            since: self.move_started(),
         };
         let table = &schema.schema.table;
         let mut multi = (multi_sql.as_deref())
@@ -168,6 +168,22 @@ impl Writer {
         self.versions_aside = aside;
         self.pending.rows += changes.len();
         Ok(())
+    }
+
+    /// The source time a version set aside now is measured from: the stream's latest
+    /// transaction time, or during a copy (whose rows carry none) the clock, near the copy's
+    /// snapshot, so that moves in flight then are not taken for a key held twice.
+    fn move_started(&self) -> i64 {
+        match self
+            .pending
+            .event_time
+            .max(self.progress.snapshot().event_time)
+        {
+            0 => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            t => t,
+        }
     }
 
     /// A shard still streaming a table another shard's DROP removed from the file (its own

@@ -20,6 +20,8 @@ struct Mirrored {
     _dir: tempfile::TempDir,
     writer: Writer,
     gtid: u64,
+    /// Binlog time of the next transactions (0: copy-like, no time).
+    time: i64,
 }
 
 fn mirror() -> Mirrored {
@@ -35,6 +37,7 @@ fn mirror() -> Mirrored {
         _dir: dir,
         writer,
         gtid: 0,
+        time: 0,
     }
 }
 
@@ -67,6 +70,10 @@ enum Event {
 impl Mirrored {
     /// Applies one shard's event as its own source transaction and commits it.
     fn apply(&mut self, shard: &str, table: &str, event: Event) {
+        self.try_apply(shard, table, event).unwrap();
+    }
+
+    fn try_apply(&mut self, shard: &str, table: &str, event: Event) -> Result<()> {
         let rows = |changes| Step::Rows {
             schema: schema(shard, table),
             changes,
@@ -102,12 +109,15 @@ impl Mirrored {
                     .collect(),
             }),
             kind: EndKind::Commit,
-            event_time: 0,
+            event_time: self.time,
         };
         for mut step in [step, end] {
-            self.writer.apply(&mut step, true).unwrap();
+            if let Err(e) = self.writer.apply(&mut step, true) {
+                self.writer.rollback();
+                return Err(e);
+            }
         }
-        self.writer.commit().unwrap();
+        self.writer.commit()
     }
 
     fn rows(&self, table: &str) -> BTreeMap<i64, String> {
@@ -300,4 +310,45 @@ fn a_batch_of_rows_moving_in_one_transaction_keeps_every_row() {
     let rows = m.rows("t");
     assert_eq!(rows.len(), 150);
     assert!(rows.iter().all(|(id, v)| (*id < 50) == (v == "a")));
+}
+
+#[test]
+fn a_key_two_shards_hold_at_once_beyond_a_move_stops_the_sync_naming_table_and_key() {
+    let mut m = mirror();
+    m.time = 1_000;
+    m.apply("-80", "t", upsert(1, "-80's own row 1"));
+    m.apply("80-", "t", upsert(1, "80-'s own row 1"));
+    m.time = 1_000 + crate::mirror::versions::held_twice::MOVE_WINDOW;
+    m.apply("80-", "t", upsert(2, "80- goes on"));
+    let err = m
+        .try_apply("-80", "t", upsert(3, "-80 goes on"))
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("table t: key"), "{text}");
+    assert!(text.contains("-80") && text.contains("80-"), "{text}");
+    let committed: i64 = (m.writer.mirror.conn)
+        .query_row("SELECT count(*) FROM t WHERE id = 3", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        committed, 0,
+        "the transaction that found it is not committed"
+    );
+}
+
+#[test]
+fn a_move_whose_delete_lags_behind_the_other_shard_is_not_taken_for_a_key_held_twice() {
+    let mut m = mirror();
+    m.time = 1_000;
+    m.apply("-80", "t", upsert(1, "on -80"));
+    m.apply("80-", "t", upsert(1, "moved to 80-"));
+    // 80- runs far ahead; -80 (whose DELETE is still to come) does not.
+    m.time = 1_000 + 10 * crate::mirror::versions::held_twice::MOVE_WINDOW;
+    for id in 2..10 {
+        m.apply("80-", "t", upsert(id, "80- goes on"));
+    }
+    m.time = 1_001;
+    m.apply("-80", "t", Event::Delete(1));
+    m.time = 1_000 + 10 * crate::mirror::versions::held_twice::MOVE_WINDOW;
+    m.apply("-80", "t", upsert(20, "-80 catches up"));
+    assert_eq!(m.rows("t")[&1], "moved to 80-");
 }
