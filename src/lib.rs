@@ -19,7 +19,7 @@
 //! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into options; one file per command with many flags |
 //! | `commands/` | one file per subcommand: `sync/` (orchestration: checkpoint → stream → decode → writer; retry and shutdown; `tables`: tables added, dropped or copied again; `reshard`: a copy that had not begun on a keyspace resharded since starts on its serving shards), `tail`, `status`, `query`, `snapshot`, `demo`, `verify/` (the mirror against a scratch copy of the source stopped at its checkpoint) |
 //! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `catalog` (what vtgate serves, checked before a new mirror's first write), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
-//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `ddl`, `store` (the file), `metadata`, `checkpoint`, `resume`, `table_copy` (one table copied while the others replicate; swapped in whole), `wal` (SQLite's WAL checkpoints on a thread of their own, so the writer never waits for them), `power_cut` (a test VFS that simulates power loss; off unless its variable is set) |
+//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `owner` (which shard holds each row), `versions` (one key, two shards: a row moving between shards), `ddl` (with `per_shard`: TRUNCATE/DROP/RENAME as one shard runs them), `store` (the file), `metadata`, `checkpoint`, `resume`, `table_copy` (one table copied while the others replicate; swapped in whole), `wal` (SQLite's WAL checkpoints on a thread of their own, so the writer never waits for them), `power_cut` (a test VFS that simulates power loss; off unless its variable is set) |
 //! | `output/` | `progress` counters, `report` (progress display, log writer), `render` (tables, hex, sizes), `endpoint` (`--metrics-addr`: HTTP for `metrics` (Prometheus) and `health` (`/healthz`, `/readyz`)) |
 //! | `error/` | the one transient-vs-definite classification, backoff, one-line rendering; `redact` keeps row values out of relayed errors |
 //! | `sim/` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
@@ -38,6 +38,9 @@
 //!    thread only copies committed pages back into the file); a second sync on the same file
 //!    refuses to start (`mirror::store::Mirror::open`).
 //! 6. A value is the same whichever phase (copy or binlog) delivered it (`source::value`).
+//! 7. A shard's changes touch only the rows that shard holds (`mirror::owner`): rows moving
+//!    between shards and statements run once per shard end as at the source in any
+//!    interleaving (`mirror::versions`); a key two shards hold at once stops the sync.
 
 /// The allocator of every program built on this library (the binary, the benchmark, tests),
 /// so they all measure the same code. Values are allocated on the decoder's thread and freed
