@@ -10,8 +10,11 @@ use rusqlite::Connection;
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
 use crate::mirror::schema::{check_table_name, quote, Layout};
-use crate::source::ddl_statement::{is_internal, retarget, Family, SourceDdl};
+use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
 use crate::source::value::Storage;
+
+mod retype;
+use retype::check_retype;
 
 fn storage_from_declared(declared: &str) -> Storage {
     match declared.to_ascii_uppercase().as_str() {
@@ -217,38 +220,6 @@ fn refuse_if_mirrored(
             table,
             format!("source DDL on table {table} cannot be mirrored: {reason}"),
         ));
-    }
-    Ok(())
-}
-
-/// A MODIFY/CHANGE keeps the values only of columns whose recorded type (every shard's) is of
-/// the new type's family; an unrecorded column cannot be proven so either.
-fn check_retype(
-    conn: &Connection,
-    scope: &DdlScope,
-    table: &str,
-    columns: &[(String, Family)],
-) -> Result<()> {
-    if !exists(conn, table)? || scope.copying.contains_key(table) {
-        return Ok(());
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT vitess_type FROM _vtmirror_fields WHERE table_name = ?1 AND name = ?2",
-    )?;
-    for (column, family) in columns {
-        let types = stmt
-            .query_map(rusqlite::params![table, column], |r| r.get::<_, i32>(0))?
-            .collect::<rusqlite::Result<Vec<i32>>>()
-            .with_context(|| format!("reading the recorded types of table {table}"))?;
-        if types.is_empty() || !types.iter().all(|t| family.holds(*t)) {
-            return Err(CannotFollow::error(
-                table,
-                format!(
-                    "source DDL on table {table} cannot be mirrored: column {column} changed to \
-                     a type that may not keep its values (MySQL rewrites them without row events)"
-                ),
-            ));
-        }
     }
     Ok(())
 }

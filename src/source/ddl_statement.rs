@@ -16,7 +16,9 @@
 //! type from one of the same family (`Retype`: the mirror checks the column's recorded type).
 //! Everything else is rewriting: generated columns, CHAR/BINARY targets (padding), charset
 //! or collation changes, partition operations, ADD COLUMN with a default or NOT NULL, and any
-//! clause not recognised.
+//! clause not recognised. A retyped VARCHAR/TEXT column without a written charset takes the
+//! table's default, which the text does not tell: a conversion that brings is caught by the
+//! FIELD check when the table's next row arrives, not at the statement.
 //!
 //! A statement that cannot be read at all (`Unreadable`) names no table for sure: it stops the
 //! sync if any identifier in it is the name of a mirrored table, and is ignored otherwise
