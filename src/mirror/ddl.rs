@@ -16,6 +16,9 @@ use crate::mirror::schema::{check_table_name, quote, Layout};
 use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
 use crate::source::value::Storage;
 
+mod retype;
+use retype::check_retype;
+
 fn storage_from_declared(declared: &str) -> Storage {
     match declared.to_ascii_uppercase().as_str() {
         "INTEGER" => Storage::Integer,
@@ -196,6 +199,22 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
         SourceDdl::Other => Ok(()),
         SourceDdl::Unsupported { table, reason } => {
             refuse_if_mirrored(conn, scope, &scope.table(table), reason)
+        }
+        SourceDdl::Unreadable { names } => names.iter().try_for_each(|name| {
+            let reason = "a DDL statement vtmirror cannot read names it";
+            refuse_if_mirrored(conn, scope, &scope.table(name), reason)
+        }),
+        SourceDdl::Retype {
+            table,
+            columns,
+            renamed,
+        } => {
+            let table = &scope.table(table);
+            check_retype(conn, scope, table, columns)?;
+            match renamed {
+                Some((from, to)) => rename_column(conn, table, from, to),
+                None => Ok(()),
+            }
         }
         SourceDdl::DropTables(tables) => tables
             .iter()

@@ -261,33 +261,35 @@ impl RowSql {
 }
 
 /// A column both schemas have whose type changed in a way that makes MySQL rewrite stored
-/// values without row events (DECIMAL scale, fractional seconds, charset, type family), so
-/// the mirror's existing values would silently differ. Widening an integer or a string keeps
-/// the values and is fine.
+/// values without row events (DECIMAL scale, fractional seconds, charset, type family, CHAR
+/// padding: VARCHAR → CHAR strips trailing spaces, → BINARY pads with 0x00), so the mirror's
+/// existing values would silently differ. Widening an integer, a VARCHAR/TEXT or a
+/// VARBINARY/BLOB keeps the values and is fine (`ddl_statement::Family`).
 pub fn value_rewriting_change(old: &TableSchema, new: &TableSchema) -> Option<String> {
+    use crate::source::value::vtype::{BINARY, BLOB, CHAR, TEXT, VARBINARY, VARCHAR};
     for column in &new.columns {
         let Some(before) = old.columns.iter().find(|c| c.name == column.name) else {
             continue;
         };
         let (a, b) = (&before.ctype, &column.ctype);
+        let padded_length_changed =
+            b.vitess_type == BINARY && before.field.column_length != column.field.column_length;
         if a.vitess_type == b.vitess_type
             && before.field.decimals == column.field.decimals
             && a.collation == b.collation
+            && !padded_length_changed
         {
             continue;
         }
         let both_integers =
             before.storage() == Storage::Integer && column.storage() == Storage::Integer;
-        let both_strings = a.collation == b.collation
-            && [a.vitess_type, b.vitess_type].iter().all(|t| {
-                matches!(
-                    *t,
-                    crate::source::value::vtype::VARCHAR
-                        | crate::source::value::vtype::CHAR
-                        | crate::source::value::vtype::TEXT
-                )
-            });
-        if !(both_integers || both_strings) {
+        // CHAR → CHAR keeps the (already stripped) values; anything else → CHAR strips.
+        let kept_characters = a.collation == b.collation
+            && matches!(a.vitess_type, VARCHAR | CHAR | TEXT)
+            && (matches!(b.vitess_type, VARCHAR | TEXT) || a.vitess_type == b.vitess_type);
+        let kept_bytes = matches!(a.vitess_type, VARBINARY | BINARY | BLOB)
+            && matches!(b.vitess_type, VARBINARY | BLOB);
+        if !(both_integers || kept_characters || kept_bytes) {
             return Some(column.name.clone());
         }
     }
@@ -317,6 +319,48 @@ mod tests {
             flags,
             ..Default::default()
         }
+    }
+
+    fn one_column(t: i32, charset: u32, length: u32) -> TableSchema {
+        let mut c = field("c", t, 0);
+        (c.charset, c.column_length) = (charset, length);
+        TableSchema::from_fields("t", &[field("id", 265, 2), c], true).unwrap()
+    }
+
+    #[test]
+    fn a_type_change_that_pads_or_strips_strings_rewrites_values() {
+        use crate::source::value::vtype::{BINARY, BLOB, CHAR, TEXT, VARBINARY, VARCHAR};
+        let rewrites = |a: &TableSchema, b: &TableSchema| value_rewriting_change(a, b).is_some();
+        let (varchar, char) = (one_column(VARCHAR, 255, 80), one_column(CHAR, 255, 80));
+        assert!(
+            rewrites(&varchar, &char),
+            "VARCHAR → CHAR strips trailing spaces"
+        );
+        assert!(rewrites(&one_column(TEXT, 255, 0), &char));
+        assert!(
+            !rewrites(&char, &varchar),
+            "CHAR values are read already stripped"
+        );
+        assert!(!rewrites(&char, &one_column(CHAR, 255, 160)));
+        assert!(!rewrites(&varchar, &one_column(VARCHAR, 255, 400)));
+        assert!(
+            rewrites(&varchar, &one_column(VARCHAR, 8, 80)),
+            "a charset change"
+        );
+        let binary = one_column(BINARY, 63, 4);
+        assert!(
+            rewrites(&one_column(VARBINARY, 63, 4), &binary),
+            "→ BINARY pads"
+        );
+        assert!(
+            rewrites(&binary, &one_column(BINARY, 63, 8)),
+            "a longer BINARY pads"
+        );
+        assert!(!rewrites(&binary, &one_column(VARBINARY, 63, 8)));
+        assert!(!rewrites(
+            &one_column(VARBINARY, 63, 8),
+            &one_column(BLOB, 63, 0)
+        ));
     }
 
     #[test]

@@ -1,9 +1,42 @@
-//! The table-level effects of a source DDL statement (DDL events carry the SQL text).
+//! What a source DDL statement means for the mirror (DDL events carry the SQL text).
 //!
-//! Column changes are not parsed: the FIELD event that precedes the table's next rows carries
-//! the new columns and `ddl` rebuilds the SQLite table from it. What a FIELD event cannot say
-//! is parsed here: a dropped, truncated or renamed table, and a renamed column (whose values
-//! must move with it instead of being dropped and re-added empty).
+//! The statement is read with `sqlparser` (MySQL dialect): its tokenizer drops comments
+//! anywhere and expands MySQL version comments (`/*!80000 … */`, which MySQL executes), and
+//! its parser reads column definitions. Its MySQL `ALTER TABLE` grammar is incomplete
+//! (`ENGINE=`, `DROP KEY`, `RENAME INDEX`, partitions…), so `alter` splits an ALTER into its
+//! clauses and reads the table-option, index and partition clauses itself, from the tokens.
+//!
+//! # The rule
+//! On a mirrored table, a statement that is not *proven* value-preserving is treated as
+//! rewriting existing rows without row events: `Unsupported` (the sync stops with a definite
+//! error, or copies the table again with `sync --recopy-on-ddl`). Proven value-preserving:
+//! CREATE, DROP, RENAME and TRUNCATE TABLE (applied by the mirror), ADD COLUMN nullable without
+//! a default, DROP COLUMN, RENAME COLUMN, index, constraint, comment, engine (InnoDB) and
+//! auto-increment changes, and a column retyped to an integer, VARCHAR/TEXT or VARBINARY/BLOB
+//! type from one of the same family (`Retype`: the mirror checks the column's recorded type).
+//! Everything else is rewriting: generated columns, CHAR/BINARY targets (padding), charset
+//! or collation changes, partition operations, ADD COLUMN with a default or NOT NULL, and any
+//! clause not recognised. A retyped VARCHAR/TEXT column without a written charset takes the
+//! table's default, which the text does not tell: a conversion that brings is caught by the
+//! FIELD check when the table's next row arrives, not at the statement.
+//!
+//! A statement that cannot be read at all (`Unreadable`) names no table for sure: it stops the
+//! sync if any identifier in it is the name of a mirrored table, and is ignored otherwise
+//! (Vitess streams the DDL of every table of the keyspace, mirrored or not, and its own
+//! `_vt_*` tables'). MySQL accepted it, so it affects the tables it names.
+//!
+//! Column additions and removals are not applied from the text: the FIELD event that precedes
+//! the table's next rows carries the new columns, and `mirror::ddl` rebuilds the SQLite table
+//! from it; `mirror::schema::value_rewriting_change` checks those types a second time.
+
+mod alter;
+mod column;
+
+use sqlparser::ast::{ObjectName, ObjectType, Statement};
+use sqlparser::dialect::MySqlDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// What a DDL statement means for the mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,11 +50,22 @@ pub enum SourceDdl {
         from: String,
         to: String,
     },
-    /// MySQL fills existing rows without row events (a column added with a default or
-    /// NOT NULL): the mirror cannot follow and stops.
+    /// Columns given a new type that keeps every value of the family `kept` names: followed
+    /// if the mirror recorded each column with a type of that family, then `renamed` applied.
+    Retype {
+        table: String,
+        columns: Vec<(String, Family)>,
+        renamed: Option<(String, String)>,
+    },
+    /// A change MySQL may apply to existing rows without row events: the mirror cannot
+    /// follow it and stops (or copies the table again with `sync --recopy-on-ddl`).
     Unsupported {
         table: String,
         reason: &'static str,
+    },
+    /// A statement that could not be read: stops if any of `names` is a mirrored table.
+    Unreadable {
+        names: Vec<String>,
     },
     /// An ALTER of a Vitess online DDL shadow table (`_vt_vrp_…`): remembered until the
     /// cut-over names the table it replaces (`retarget`).
@@ -33,82 +77,156 @@ pub enum SourceDdl {
     Other,
 }
 
-/// Splits SQL into words: identifiers unquoted (backticks), strings and punctuation skipped.
-fn words(sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '`' => {
-                let mut word = String::new();
-                while let Some(c) = chars.next() {
-                    if c == '`' {
-                        if chars.peek() == Some(&'`') {
-                            chars.next();
-                            word.push('`');
-                            continue;
-                        }
-                        break;
-                    }
-                    word.push(c);
-                }
-                out.push(word);
+/// A family of column types within which a type change keeps every value (strict SQL mode:
+/// a value that does not fit fails the ALTER instead of being cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// TINYINT … BIGINT, signed or not.
+    Integers,
+    /// VARCHAR, TEXT (and CHAR as the old type: its values are read without trailing spaces).
+    CharacterStrings,
+    /// VARBINARY, BLOB (and BINARY as the old type: its values are read padded).
+    ByteStrings,
+}
+
+impl Family {
+    /// Whether a column of Vitess type `vitess_type` keeps its values in this family.
+    pub fn holds(self, vitess_type: i32) -> bool {
+        use crate::source::value::vtype;
+        match self {
+            Family::Integers => matches!(
+                vitess_type,
+                vtype::INT8
+                    | vtype::UINT8
+                    | vtype::INT16
+                    | vtype::UINT16
+                    | vtype::INT24
+                    | vtype::UINT24
+                    | vtype::INT32
+                    | vtype::UINT32
+                    | vtype::INT64
+                    | vtype::UINT64
+            ),
+            Family::CharacterStrings => {
+                matches!(vitess_type, vtype::VARCHAR | vtype::CHAR | vtype::TEXT)
             }
-            c if c.is_alphanumeric() || c == '_' || c == '$' => {
-                let mut word = String::from(c);
-                while let Some(&n) = chars.peek() {
-                    if !(n.is_alphanumeric() || n == '_' || n == '$') {
-                        break;
-                    }
-                    word.push(n);
-                    chars.next();
-                }
-                out.push(word);
+            Family::ByteStrings => {
+                matches!(vitess_type, vtype::VARBINARY | vtype::BINARY | vtype::BLOB)
             }
-            '.' => out.push(".".into()),
-            ',' => out.push(",".into()),
-            _ => {}
         }
     }
-    out
 }
 
-fn is(word: Option<&String>, keyword: &str) -> bool {
-    word.is_some_and(|w| w.eq_ignore_ascii_case(keyword))
-}
-
-/// Reads `[schema.]name` at `at`; returns the bare name and the next index.
-fn table_name(w: &[String], at: usize) -> Option<(String, usize)> {
-    let first = w.get(at)?;
-    if w.get(at + 1).is_some_and(|d| d == ".") {
-        return Some((w.get(at + 2)?.clone(), at + 3));
+/// The tokens of `sql` without comments or whitespace, version comments expanded.
+fn tokens(sql: &str) -> Option<Vec<Token>> {
+    let mut tokens = Tokenizer::new(&MySqlDialect {}, sql).tokenize().ok()?;
+    tokens.retain(|t| !matches!(t, Token::Whitespace(_)));
+    while tokens.last() == Some(&Token::SemiColon) {
+        tokens.pop();
     }
-    Some((first.clone(), at + 1))
+    Some(tokens)
+}
+
+/// An unquoted word's keyword (quoted identifiers are never keywords).
+fn keyword(token: Option<&Token>) -> Option<Keyword> {
+    match token {
+        Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.keyword),
+        _ => None,
+    }
+}
+
+/// Parses one statement from tokens; None unless exactly one statement was read.
+fn statement(tokens: Vec<Token>) -> Option<Statement> {
+    let mut parser = Parser::new(&MySqlDialect {}).with_tokens(tokens);
+    let mut statements = parser.parse_statements().ok()?;
+    (statements.len() == 1).then(|| statements.remove(0))
+}
+
+/// The bare table name (`ks.t` → `t`).
+fn bare(name: &ObjectName) -> Option<String> {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map(|ident| ident.value.clone())
 }
 
 pub fn parse(sql: &str) -> SourceDdl {
-    let w = words(sql);
-    let first = w.first();
-    if is(first, "drop") && is(w.get(1), "table") {
-        return drop_tables(&w);
-    }
-    if is(first, "truncate") {
-        let at = if is(w.get(1), "table") { 2 } else { 1 };
-        return table_name(&w, at).map_or(SourceDdl::Other, |(t, _)| SourceDdl::Truncate(t));
-    }
-    if is(first, "rename") && is(w.get(1), "table") {
-        return rename_tables(&w, 2);
-    }
-    if is(first, "alter") && is(w.get(1), "table") {
-        if let Some((shadow, _)) = table_name(&w, 2).filter(|(t, _)| is_internal(t)) {
-            return SourceDdl::ShadowAlter {
-                shadow,
-                statement: sql.to_string(),
-            };
+    let Some(tokens) = tokens(sql) else {
+        return unreadable(sql);
+    };
+    let first = keyword(tokens.first());
+    let read = match first {
+        // A CREATE never changes the rows of an existing table; analysis keeps them too.
+        Some(Keyword::CREATE | Keyword::ANALYZE | Keyword::OPTIMIZE) => Some(SourceDdl::Other),
+        Some(Keyword::ALTER) if keyword(tokens.get(1)) == Some(Keyword::TABLE) => {
+            alter::alter_table(sql, &tokens)
         }
-        return alter_table(&w);
+        // ALTER VIEW, DATABASE (defaults only), PROCEDURE…: no table rows change.
+        Some(Keyword::ALTER) => Some(SourceDdl::Other),
+        _ => statement(tokens.clone()).and_then(table_statement),
+    };
+    read.unwrap_or_else(|| unreadable_tokens(&tokens))
+}
+
+/// DROP, TRUNCATE and RENAME TABLE; None for a statement of another kind.
+fn table_statement(statement: Statement) -> Option<SourceDdl> {
+    match statement {
+        // A temporary table is never in the stream and may hide a mirrored one's name.
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            temporary,
+            names,
+            ..
+        } => Some(if temporary {
+            SourceDdl::Other
+        } else {
+            SourceDdl::DropTables(names.iter().map(bare).collect::<Option<_>>()?)
+        }),
+        Statement::Drop { .. } => Some(SourceDdl::Other),
+        Statement::Truncate(t) => {
+            let [target] = t.table_names.as_slice() else {
+                return None;
+            };
+            let table = bare(&target.name)?;
+            Some(match t.partitions {
+                Some(_) => SourceDdl::Unsupported {
+                    table,
+                    reason: "TRUNCATE … PARTITION removes rows without row events",
+                },
+                None => SourceDdl::Truncate(table),
+            })
+        }
+        Statement::RenameTable(pairs) => pairs
+            .iter()
+            .map(|p| Some((bare(&p.old_name)?, bare(&p.new_name)?)))
+            .collect::<Option<_>>()
+            .map(SourceDdl::RenameTables),
+        _ => None,
     }
-    SourceDdl::Other
+}
+
+/// Every identifier the statement's tokens hold.
+fn unreadable_tokens(tokens: &[Token]) -> SourceDdl {
+    let mut names: Vec<String> = Vec::new();
+    for token in tokens {
+        if let Token::Word(w) = token {
+            if !names.contains(&w.value) {
+                names.push(w.value.clone());
+            }
+        }
+    }
+    SourceDdl::Unreadable { names }
+}
+
+/// A statement even the tokenizer refuses: every run of identifier characters is a name.
+fn unreadable(sql: &str) -> SourceDdl {
+    let mut names: Vec<String> = Vec::new();
+    for word in sql.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')) {
+        if !word.is_empty() && !names.iter().any(|n| n == word) {
+            names.push(word.to_string());
+        }
+    }
+    SourceDdl::Unreadable { names }
 }
 
 /// The meaning of an ALTER seen on shadow table `shadow` for the table it was swapped into.
@@ -117,170 +235,45 @@ pub fn parse(sql: &str) -> SourceDdl {
 /// leaves the new column empty in v24, a behaviour a later version may well fix, so the
 /// mirror cannot know what the table holds and stops.
 pub fn retarget(statement: &str, shadow: &str, table: &str) -> SourceDdl {
-    let w = words(statement);
-    let rename_clause = w
-        .windows(2)
-        .any(|p| is(Some(&p[0]), "rename") && is(Some(&p[1]), "column"));
-    if rename_clause {
+    let table = table.to_string();
+    let onto = |t: String| if t == shadow { table.clone() } else { t };
+    let Some(tokens) = tokens(statement) else {
+        return unreadable_shadow(table);
+    };
+    if alter::has_rename_column_clause(&tokens) {
         return SourceDdl::Unsupported {
-            table: table.to_string(),
+            table,
             reason: "an online DDL RENAME COLUMN (whether Vitess carries the values over \
                      depends on its version; write CHANGE COLUMN old new <type> instead)",
         };
     }
-    let onto = |t: String| if t == shadow { table.to_string() } else { t };
-    match alter_table(&w) {
-        SourceDdl::Unsupported { reason, .. } => SourceDdl::Unsupported {
-            table: table.to_string(),
-            reason,
-        },
-        SourceDdl::RenameColumn { table: t, from, to } => SourceDdl::RenameColumn {
+    match alter::shadow_alter(&tokens) {
+        Some(SourceDdl::Unsupported { reason, .. }) => SourceDdl::Unsupported { table, reason },
+        Some(SourceDdl::RenameColumn { table: t, from, to }) => SourceDdl::RenameColumn {
             table: onto(t),
             from,
             to,
         },
+        Some(SourceDdl::Retype {
+            table: t,
+            columns,
+            renamed,
+        }) => SourceDdl::Retype {
+            table: onto(t),
+            columns,
+            renamed,
+        },
+        None | Some(SourceDdl::Unreadable { .. }) => unreadable_shadow(table),
         // A shadow renamed by its own ALTER is not something online DDL does.
-        _ => SourceDdl::Other,
+        Some(_) => SourceDdl::Other,
     }
 }
 
-fn drop_tables(w: &[String]) -> SourceDdl {
-    let mut at = 2;
-    if is(w.get(at), "if") && is(w.get(at + 1), "exists") {
-        at += 2;
+fn unreadable_shadow(table: String) -> SourceDdl {
+    SourceDdl::Unsupported {
+        table,
+        reason: "an online DDL whose ALTER vtmirror cannot read",
     }
-    let mut tables = Vec::new();
-    while let Some((name, next)) = table_name(w, at) {
-        if is(Some(&name), "restrict") || is(Some(&name), "cascade") {
-            break;
-        }
-        tables.push(name);
-        if w.get(next).is_some_and(|c| c == ",") {
-            at = next + 1;
-        } else {
-            break;
-        }
-    }
-    SourceDdl::DropTables(tables)
-}
-
-fn rename_tables(w: &[String], mut at: usize) -> SourceDdl {
-    let mut pairs = Vec::new();
-    while let Some((from, next)) = table_name(w, at) {
-        if !is(w.get(next), "to") {
-            return SourceDdl::Other;
-        }
-        let Some((to, after)) = table_name(w, next + 1) else {
-            return SourceDdl::Other;
-        };
-        pairs.push((from, to));
-        if w.get(after).is_some_and(|c| c == ",") {
-            at = after + 1;
-        } else {
-            break;
-        }
-    }
-    SourceDdl::RenameTables(pairs)
-}
-
-/// `ALTER TABLE t RENAME [TO|AS] u` and `ALTER TABLE t RENAME COLUMN a TO b` /
-/// `CHANGE [COLUMN] a b type` (a rename when the names differ); anything else is Other.
-fn alter_table(w: &[String]) -> SourceDdl {
-    let Some((table, at)) = table_name(w, 2) else {
-        return SourceDdl::Other;
-    };
-    if let Some(reason) = backfilling_add(&w[at..]) {
-        return SourceDdl::Unsupported { table, reason };
-    }
-    let clauses: Vec<&[String]> = w[at..].split(|x| x == ",").collect();
-    if clauses.len() != 1 {
-        // Several clauses: the FIELD event describes the result, except where a column was
-        // renamed (it would look dropped and re-added empty).
-        if clauses.iter().any(|c| renames_a_column(c)) {
-            return SourceDdl::Unsupported {
-                table,
-                reason: "a column rename combined with other changes in one ALTER",
-            };
-        }
-        return SourceDdl::Other;
-    }
-    let rest = &w[at..];
-    if is(rest.first(), "rename") {
-        if is(rest.get(1), "column") && is(rest.get(3), "to") {
-            if let (Some(from), Some(to)) = (rest.get(2), rest.get(4)) {
-                return SourceDdl::RenameColumn {
-                    table,
-                    from: from.clone(),
-                    to: to.clone(),
-                };
-            }
-        }
-        let at = if is(rest.get(1), "to") || is(rest.get(1), "as") {
-            2
-        } else {
-            1
-        };
-        if let Some((to, _)) = table_name(rest, at) {
-            return SourceDdl::RenameTables(vec![(table, to)]);
-        }
-    }
-    if is(rest.first(), "change") {
-        let at = if is(rest.get(1), "column") { 2 } else { 1 };
-        if let (Some(from), Some(to)) = (rest.get(at), rest.get(at + 1)) {
-            if from != to {
-                return SourceDdl::RenameColumn {
-                    table,
-                    from: from.clone(),
-                    to: to.clone(),
-                };
-            }
-        }
-    }
-    SourceDdl::Other
-}
-
-/// `RENAME COLUMN a TO b`, or `CHANGE [COLUMN] a b …` with two different names.
-fn renames_a_column(clause: &[String]) -> bool {
-    if is(clause.first(), "rename") {
-        return is(clause.get(1), "column");
-    }
-    let at = if is(clause.get(1), "column") { 2 } else { 1 };
-    is(clause.first(), "change")
-        && matches!((clause.get(at), clause.get(at + 1)), (Some(a), Some(b)) if a != b)
-}
-
-/// An `ADD [COLUMN]` clause whose new column gets a value in existing rows.
-fn backfilling_add(alter: &[String]) -> Option<&'static str> {
-    for clause in alter.split(|x| x == ",") {
-        if !is(clause.first(), "add")
-            || is(clause.get(1), "index")
-            || is(clause.get(1), "key")
-            || is(clause.get(1), "unique")
-            || is(clause.get(1), "primary")
-            || is(clause.get(1), "constraint")
-            || is(clause.get(1), "foreign")
-            || is(clause.get(1), "fulltext")
-            || is(clause.get(1), "spatial")
-        {
-            continue;
-        }
-        for (i, word) in clause.iter().enumerate() {
-            let next = clause.get(i + 1);
-            if word.eq_ignore_ascii_case("not") && is(next, "null") {
-                return Some("ADD COLUMN ... NOT NULL fills existing rows without row events");
-            }
-            if word.eq_ignore_ascii_case("default") && !is(next, "null") {
-                return Some("ADD COLUMN ... DEFAULT fills existing rows without row events");
-            }
-            if word.eq_ignore_ascii_case("generated") || word.eq_ignore_ascii_case("auto_increment")
-            {
-                return Some(
-                    "ADD COLUMN with computed values fills existing rows without row events",
-                );
-            }
-        }
-    }
-    None
 }
 
 /// Vitess's own shadow and lifecycle tables (online DDL, table GC) are never mirrored. The
@@ -321,3 +314,7 @@ pub fn is_internal(table: &str) -> bool {
 #[cfg(test)]
 #[path = "ddl_statement_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ddl_statement_corpus.rs"]
+mod corpus;
