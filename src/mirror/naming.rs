@@ -14,6 +14,14 @@
 
 use std::borrow::Cow;
 
+/// Whether a mirror table's column is vtmirror's own bookkeeping (named `_vtmirror_…`, e.g.
+/// `_vtmirror_shard`, the source shard of each row) rather than a source column: such
+/// columns have no source counterpart, so comparisons with the source leave them out. The
+/// one place that says so.
+pub fn is_bookkeeping_column(name: &str) -> bool {
+    name.starts_with("_vtmirror_")
+}
+
 /// The naming rule of one mirror file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Naming {

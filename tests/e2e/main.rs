@@ -17,4 +17,5 @@ mod reshard;
 mod security;
 mod table_copies;
 mod types;
+mod verify;
 mod vttest;
