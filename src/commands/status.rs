@@ -241,7 +241,7 @@ fn effective_state(stored: Option<&str>, running: Option<bool>) -> String {
 }
 
 /// Probes the sync lock with a shared lock, released at once (a sync holds it exclusively).
-fn sync_running(db: &Path) -> Option<bool> {
+pub(crate) fn sync_running(db: &Path) -> Option<bool> {
     let path = lock_path(db);
     let Ok(file) = std::fs::File::open(&path) else {
         return Some(false);

@@ -153,9 +153,10 @@ impl Writer {
         }
         self.copy_completed = stored.copy_completed;
         self.transactions = stored.transactions;
-        self.copying = (table_copy::pending(&self.mirror.conn)?.into_iter())
-            .map(|c| (c.table, c.shadow))
-            .collect();
+        let copies = table_copy::pending(&self.mirror.conn)?;
+        let labels = copies.iter().map(|c| format!("{} ({})", c.table, c.reason));
+        self.progress.set_table_copies(labels.collect());
+        self.copying = (copies.into_iter()).map(|c| (c.table, c.shadow)).collect();
         self.progress
             .stored(stored.copy_completed, stored.event_time);
         Ok(())

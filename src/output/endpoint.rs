@@ -147,7 +147,10 @@ fn route(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
             ),
         },
         "/healthz" => verdict(healthz(&now, &shared.limits)),
-        "/readyz" => verdict(readyz(&now, now_secs(), &shared.limits)),
+        "/readyz" => {
+            let copies = shared.progress.table_copies();
+            verdict(readyz(&now, &copies, now_secs(), &shared.limits))
+        }
         "/" => reply(
             StatusCode::OK,
             "text/plain; charset=utf-8",

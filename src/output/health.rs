@@ -63,13 +63,23 @@ pub fn healthz(now: &Snapshot, limits: &HealthLimits) -> Verdict {
     }
 }
 
-/// Readiness at `now_secs`: copy completed and lag within the limit.
-pub fn readyz(now: &Snapshot, now_secs: i64, limits: &HealthLimits) -> Verdict {
+/// Readiness at `now_secs`: copy completed, no table copy unfinished (`copies`, as
+/// `table (reason)`), and lag within the limit.
+pub fn readyz(now: &Snapshot, copies: &[String], now_secs: i64, limits: &HealthLimits) -> Verdict {
     let max = limits.ready_max_lag.as_secs();
     if !now.copy_completed {
         return Verdict::fail(format!(
             "not ready: copy in progress ({} rows copied by this process)",
             now.copied_rows
+        ));
+    }
+    if !copies.is_empty() {
+        // An added table is absent and a re-copied one frozen where its copy began, until
+        // the commit that swaps the finished copy in.
+        return Verdict::fail(format!(
+            "not ready: table copy in progress: {}; until it completes such a table is absent \
+             (added) or as it was when the copy began (re-copy)",
+            copies.join(", ")
         ));
     }
     match now.lag_seconds(now_secs) {
@@ -108,24 +118,56 @@ mod tests {
     #[test]
     fn a_mirror_is_ready_only_once_copied_and_within_the_lag_limit() {
         let limits = HealthLimits::default();
-        let copying = readyz(&snapshot(SyncState::Copying, false, 0), 1000, &limits);
+        let copying = readyz(&snapshot(SyncState::Copying, false, 0), &[], 1000, &limits);
         assert!(!copying.ok);
         assert!(
             copying.reason.contains("copy in progress (1234 rows"),
             "{copying:?}"
         );
-        let unknown = readyz(&snapshot(SyncState::Replicating, true, 0), 1000, &limits);
+        let unknown = readyz(
+            &snapshot(SyncState::Replicating, true, 0),
+            &[],
+            1000,
+            &limits,
+        );
         assert!(!unknown.ok && unknown.reason.contains("no transaction or heartbeat"));
-        let behind = readyz(&snapshot(SyncState::Replicating, true, 900), 1000, &limits);
+        let behind = readyz(
+            &snapshot(SyncState::Replicating, true, 900),
+            &[],
+            1000,
+            &limits,
+        );
         assert!(!behind.ok);
         assert!(behind
             .reason
             .contains("100 s behind the source (limit 60 s)"));
-        let ready = readyz(&snapshot(SyncState::Replicating, true, 990), 1000, &limits);
+        let ready = readyz(
+            &snapshot(SyncState::Replicating, true, 990),
+            &[],
+            1000,
+            &limits,
+        );
         assert_eq!(
             ready,
             Verdict::ok("ready: 10 s behind the source (limit 60 s); state replicating".into())
         );
+    }
+
+    #[test]
+    fn a_mirror_with_an_unfinished_table_copy_is_not_ready_and_names_the_table() {
+        let limits = HealthLimits::default();
+        let now = snapshot(SyncState::Replicating, true, 990);
+        let copies = [
+            "corder (re-copy)".to_string(),
+            "product (added)".to_string(),
+        ];
+        let copying = readyz(&now, &copies, 1000, &limits);
+        assert!(!copying.ok, "{copying:?}");
+        assert!(
+            (copying.reason).contains("table copy in progress: corder (re-copy), product (added)"),
+            "{copying:?}"
+        );
+        assert!(readyz(&now, &[], 1000, &limits).ok);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! here, once per commit or per queued message, never per row.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::output::metrics::Metrics;
@@ -69,6 +69,10 @@ pub struct Progress {
     /// vtgate clock (s) of the newest heartbeat.
     heartbeat_time: AtomicI64,
     copy_completed: AtomicBool,
+    /// Tables whose own copy (added or re-copied, `mirror::table_copy`) has not finished, as
+    /// `table (reason)`: readers see them absent or frozen where the copy began. Set by the
+    /// writer when it loads the file and after copies finish, never per commit.
+    table_copies: Mutex<Vec<String>>,
     state: AtomicU8,
     /// Monotonic ms (+1) at which the writer took the message it is applying; 0 while it
     /// waits for the next one.
@@ -137,6 +141,16 @@ impl Progress {
     pub fn stored(&self, copy_completed: bool, event_time: i64) {
         self.copy_completed.store(copy_completed, Ordering::Relaxed);
         self.event_time.fetch_max(event_time, Ordering::Relaxed);
+    }
+
+    /// The unfinished table copies, as the writer read them from the file.
+    pub fn set_table_copies(&self, copies: Vec<String>) {
+        *self.table_copies.lock().unwrap_or_else(|e| e.into_inner()) = copies;
+    }
+
+    /// The unfinished table copies (`table (reason)`), empty when none.
+    pub fn table_copies(&self) -> Vec<String> {
+        (self.table_copies.lock().unwrap_or_else(|e| e.into_inner())).clone()
     }
 
     pub fn set_state(&self, state: SyncState) {

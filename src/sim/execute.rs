@@ -1,6 +1,8 @@
-//! vtgate's `Execute` for the two catalog statements a client asks before it streams:
-//! `SHOW VITESS_SHARDS` and `SHOW TABLES FROM <keyspace>`. As in vtgate, a failed statement is
-//! answered in-band (`ExecuteResponse.error`, no result) while the RPC itself succeeds.
+//! vtgate's `Execute` for the catalog statements a client asks: `SHOW VITESS_SHARDS` and
+//! `SHOW TABLES FROM <keyspace>` before it streams, and the two `information_schema` queries
+//! of `verify` (a keyspace's base tables, and their columns in order). As in vtgate, a failed
+//! statement is answered in-band (`ExecuteResponse.error`, no result) while the RPC itself
+//! succeeds.
 
 use super::model::Model;
 use crate::source::proto::query::{self, Field, QueryResult, Type};
@@ -17,6 +19,10 @@ const NOT_NULL: u32 = 1;
 enum Statement {
     VitessShards,
     TablesFrom(String),
+    /// `information_schema.tables`: the keyspace's base tables.
+    BaseTables(String),
+    /// `information_schema.columns`: (table, column) of the keyspace, in column order.
+    Columns(String),
 }
 
 /// Answers one Execute call against the served keyspaces (`models`, locked).
@@ -29,6 +35,8 @@ pub fn execute(req: &ExecuteRequest, models: &[&Model]) -> ExecuteResponse {
     let answer = match parse(sql) {
         Ok(Statement::VitessShards) => Ok(vitess_shards(models)),
         Ok(Statement::TablesFrom(ks)) => tables_from(models, &ks),
+        Ok(Statement::BaseTables(ks)) => base_tables(models, &ks),
+        Ok(Statement::Columns(ks)) => columns(models, &ks),
         Err(e) => Err(e),
     };
     // vtgate answers with the caller's session (a missing one means autocommit).
@@ -72,15 +80,53 @@ fn parse(sql: &str) -> Result<Statement, RpcError> {
             return Ok(Statement::TablesFrom(ks));
         }
     }
+    if let Some(statement) = schema_query(sql) {
+        return Ok(statement);
+    }
     // Only the first word: the rest of a statement may hold data (vtgate redacts it too).
     Err(rpc_error(
         Code::Unimplemented,
         format!(
             "simulated vtgate: unsupported statement {}: Execute answers only SHOW VITESS_SHARDS \
-             and SHOW TABLES FROM <keyspace>",
+             SHOW TABLES FROM <keyspace> and verify's information_schema queries",
             first.to_ascii_uppercase()
         ),
     ))
+}
+
+/// The `information_schema` queries `source::catalog::table_columns` sends, with the
+/// keyspace as a string literal (words compared without case, whitespace collapsed).
+fn schema_query(sql: &str) -> Option<Statement> {
+    let words = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (before, rest) = words.split_once('\'')?;
+    let (keyspace, after) = string_literal(rest)?;
+    let (before, after) = (before.to_ascii_lowercase(), after.to_ascii_lowercase());
+    let from = |table: &str| format!("select {table} where table_schema = ");
+    if before == from("table_name from information_schema.tables")
+        && after == " and table_type = 'base table'"
+    {
+        return Some(Statement::BaseTables(keyspace));
+    }
+    let columns = "table_name, column_name from information_schema.columns";
+    (before == from(columns) && after == " order by table_name, ordinal_position")
+        .then_some(Statement::Columns(keyspace))
+}
+
+/// A string literal's text up to its closing quote (`''` inside is one quote), and the rest.
+fn string_literal(s: &str) -> Option<(String, &str)> {
+    let mut text = String::new();
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '\'' {
+            text.push(c);
+        } else if chars.peek().is_some_and(|&(_, next)| next == '\'') {
+            chars.next();
+            text.push('\'');
+        } else {
+            return Some((text, &s[i + 1..]));
+        }
+    }
+    None
 }
 
 /// `s` without its first `n` whitespace-separated words (and the whitespace after them).
@@ -132,15 +178,21 @@ fn varchar_field(name: String) -> Field {
 
 /// One VARCHAR column named `column`, one row per value.
 fn one_column(column: String, values: Vec<String>) -> QueryResult {
-    let rows = values
+    let rows = values.into_iter().map(|v| vec![v]).collect();
+    varchar_columns(vec![column], rows)
+}
+
+/// VARCHAR columns named `columns`, one row per entry of `rows`.
+fn varchar_columns(columns: Vec<String>, rows: Vec<Vec<String>>) -> QueryResult {
+    let rows = rows
         .into_iter()
-        .map(|v| query::Row {
-            lengths: vec![v.len() as i64],
-            values: v.into_bytes().into(),
+        .map(|cells| query::Row {
+            lengths: cells.iter().map(|v| v.len() as i64).collect(),
+            values: cells.concat().into_bytes().into(),
         })
         .collect();
     QueryResult {
-        fields: vec![varchar_field(column)],
+        fields: columns.into_iter().map(varchar_field).collect(),
         rows,
         ..QueryResult::default()
     }
@@ -162,15 +214,41 @@ fn vitess_shards(models: &[&Model]) -> QueryResult {
 
 /// `SHOW TABLES FROM ks`: `Tables_in_ks`, table names sorted; VT05003 for an unknown keyspace.
 fn tables_from(models: &[&Model], ks: &str) -> Result<QueryResult, RpcError> {
-    let Some(model) = models.iter().find(|m| m.spec.keyspace == ks) else {
-        return Err(rpc_error(
-            Code::NotFound,
-            format!("VT05003: unknown database '{ks}' in vschema"),
-        ));
-    };
+    let model = keyspace(models, ks)?;
     let mut tables: Vec<String> = model.spec.tables.iter().map(|t| t.name.clone()).collect();
     tables.sort();
     Ok(one_column(format!("Tables_in_{ks}"), tables))
+}
+
+/// The served keyspace `ks`, or vtgate's VT05003.
+fn keyspace<'m>(models: &[&'m Model], ks: &str) -> Result<&'m Model, RpcError> {
+    (models.iter().copied())
+        .find(|m| m.spec.keyspace == ks)
+        .ok_or_else(|| {
+            rpc_error(
+                Code::NotFound,
+                format!("VT05003: unknown database '{ks}' in vschema"),
+            )
+        })
+}
+
+/// `information_schema.tables`: the keyspace's tables (all base tables in the sim).
+fn base_tables(models: &[&Model], ks: &str) -> Result<QueryResult, RpcError> {
+    let model = keyspace(models, ks)?;
+    let tables = model.spec.tables.iter().map(|t| vec![t.name.clone()]);
+    Ok(varchar_columns(vec!["TABLE_NAME".into()], tables.collect()))
+}
+
+/// `information_schema.columns`: (table, column) in table then column order.
+fn columns(models: &[&Model], ks: &str) -> Result<QueryResult, RpcError> {
+    let model = keyspace(models, ks)?;
+    let mut tables: Vec<_> = model.spec.tables.iter().collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let rows = (tables.into_iter())
+        .flat_map(|t| (t.columns.iter()).map(|c| vec![t.name.clone(), c.name.clone()]))
+        .collect();
+    let names = vec!["TABLE_NAME".into(), "COLUMN_NAME".into()];
+    Ok(varchar_columns(names, rows))
 }
 
 #[cfg(test)]
@@ -198,6 +276,16 @@ mod tests {
                 Err(Code::Unimplemented as i32)
             );
         }
+        let tables = "SELECT table_name FROM information_schema.tables WHERE table_schema = \
+                      'a''b' AND table_type = 'BASE TABLE'";
+        assert_eq!(parse(tables), Ok(Statement::BaseTables("a'b".into())));
+        let columns = "select table_name, column_name from information_schema.columns where \
+                       table_schema = 'ks'  ORDER BY table_name, ordinal_position";
+        assert_eq!(parse(columns), Ok(Statement::Columns("ks".into())));
+        assert!(parse(
+            "select table_name from information_schema.tables where table_schema = 'ks'"
+        )
+        .is_err());
         let e = parse("select secret from t").unwrap_err();
         assert!(e.message.contains("SELECT") && !e.message.contains("secret"));
         assert_eq!(parse(" ; ").unwrap_err().code, Code::InvalidArgument as i32);

@@ -1,5 +1,6 @@
 //! What vtgate serves, asked once before a new mirror's first stream: the keyspaces and their
-//! shards (`SHOW VITESS_SHARDS`) and each keyspace's tables (`SHOW TABLES FROM`).
+//! shards (`SHOW VITESS_SHARDS`) and each keyspace's tables (`SHOW TABLES FROM`). `verify`
+//! also asks for each keyspace's base tables and their columns (`table_columns`).
 //!
 //! Why ask at all, when the stream itself fails on a missing keyspace: several failures do
 //! not fail the stream. A `--tables` name of several keyspaces is sent as an exact-match
@@ -94,12 +95,72 @@ async fn load(client: &mut VtgateClient, spec: &StreamSpec) -> Result<Catalog, U
     Ok(catalog)
 }
 
+/// The base tables of `keyspace` and their columns in column order, from vtgate's
+/// `information_schema` (vtgate routes a query on `table_schema = 'ks'` to that keyspace,
+/// whatever its VSchema lists; views are left out: VStream sends no rows of them). Unlike
+/// `fetch`, a vtgate that does not answer is an error: `verify` cannot compare without it.
+pub async fn table_columns(
+    spec: &StreamSpec,
+    keyspace: &str,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut client = crate::source::transport::connect(&spec.vtgate).await?;
+    let ks = sql_string(keyspace);
+    let tables_sql = format!(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = {ks} \
+         AND table_type = 'BASE TABLE'"
+    );
+    let columns_sql = format!(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE \
+         table_schema = {ks} ORDER BY table_name, ordinal_position"
+    );
+    let required = |e: Unanswered| match e {
+        Unanswered::Skip(why) => anyhow!("vtgate did not answer {why}"),
+        Unanswered::Failed(e) => e,
+    };
+    let tables = execute(&mut client, spec, &tables_sql)
+        .await
+        .map_err(required)?;
+    let mut out: BTreeMap<String, Vec<String>> =
+        tables.into_iter().map(|t| (t, Vec::new())).collect();
+    let result = answer(&mut client, spec, &columns_sql)
+        .await
+        .map_err(required)?;
+    let rows = cells(result.as_ref(), 2)
+        .with_context(|| format!("reading the columns of keyspace {keyspace} from vtgate"))?;
+    for row in rows {
+        if let [table, column] = &row[..] {
+            if let Some(columns) = out.get_mut(table) {
+                columns.push(column.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `s` as a MySQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// Runs one statement and returns the first column of every row as text.
 async fn execute(
     client: &mut VtgateClient,
     spec: &StreamSpec,
     sql: &str,
 ) -> Result<Vec<String>, Unanswered> {
+    let result = answer(client, spec, sql).await?;
+    let rows = cells(result.as_ref(), 1)
+        .with_context(|| format!("reading vtgate's answer to {sql}"))
+        .map_err(Unanswered::Failed)?;
+    Ok(rows.into_iter().filter_map(|mut row| row.pop()).collect())
+}
+
+/// vtgate's result for one statement.
+async fn answer(
+    client: &mut VtgateClient,
+    spec: &StreamSpec,
+    sql: &str,
+) -> Result<Option<QueryResult>, Unanswered> {
     let request = ExecuteRequest {
         caller_id: spec.caller_id.as_ref().map(|principal| CallerId {
             principal: principal.clone(),
@@ -125,26 +186,30 @@ async fn execute(
     if let Some(error) = response.error.filter(|e| e.code != Code::Ok as i32) {
         return Err(Unanswered::Skip(format!("{sql}: {}", error.message)));
     }
-    first_column(response.result.as_ref())
-        .with_context(|| format!("reading vtgate's answer to {sql}"))
-        .map_err(Unanswered::Failed)
+    Ok(response.result)
 }
 
-fn first_column(result: Option<&QueryResult>) -> Result<Vec<String>> {
+/// The first `width` columns of every row as text; rows with a NULL among them are left out.
+fn cells(result: Option<&QueryResult>, width: usize) -> Result<Vec<Vec<String>>> {
     let Some(result) = result else {
         return Ok(Vec::new());
     };
     let mut out = Vec::with_capacity(result.rows.len());
-    for row in &result.rows {
-        let len = row.lengths.first().copied().unwrap_or(-1);
-        let Ok(len) = usize::try_from(len) else {
-            continue;
-        };
-        let bytes = row
-            .values
-            .get(..len)
-            .ok_or_else(|| anyhow!("row overruns its buffer"))?;
-        out.push(String::from_utf8_lossy(bytes).into_owned());
+    'rows: for row in &result.rows {
+        let mut values = Vec::with_capacity(width);
+        let mut start = 0usize;
+        for i in 0..width {
+            let len = row.lengths.get(i).copied().unwrap_or(-1);
+            let Ok(len) = usize::try_from(len) else {
+                continue 'rows;
+            };
+            let end = start.checked_add(len).context("row overruns its buffer")?;
+            let bytes =
+                (row.values.get(start..end)).ok_or_else(|| anyhow!("row overruns its buffer"))?;
+            values.push(String::from_utf8_lossy(bytes).into_owned());
+            start = end;
+        }
+        out.push(values);
     }
     Ok(out)
 }

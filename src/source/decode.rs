@@ -91,8 +91,11 @@ pub struct Decoder {
     /// no allocation).
     schemas: HashMap<String, HashMap<String, HashMap<String, Arc<ShardSchema>>>>,
     in_transaction: bool,
-    /// Whether the open transaction carried row changes: it may only end with its VGTID.
-    rows_in_transaction: bool,
+    /// Whether the open transaction carried row changes that no VGTID followed yet: it may
+    /// only end once its own VGTID came after its last row change. A VGTID seen before the
+    /// rows (a stray one between transactions, or the previous transaction's) does not count,
+    /// or the transaction would be committed with a position that does not include it.
+    rows_since_vgtid: bool,
     pending: Option<VGtid>,
     last_event_time: i64,
     position: PositionCheck,
@@ -107,7 +110,7 @@ impl Decoder {
             kept: selection.kept_tables(),
             schemas: HashMap::new(),
             in_transaction: false,
-            rows_in_transaction: false,
+            rows_since_vgtid: false,
             pending: None,
             last_event_time: 0,
             position: PositionCheck::new(&selection.keyspaces),
@@ -170,6 +173,7 @@ impl Decoder {
                 let mut vgtid = *event.vgtid.context("VGTID event carries no VGtid")?;
                 self.position.settle(&mut vgtid)?;
                 self.pending = Some(vgtid);
+                self.rows_since_vgtid = false;
             }
             VEventType::Field => {
                 let fe =
@@ -186,7 +190,7 @@ impl Decoder {
                         String::from_utf8_lossy(&re.table_name)
                     );
                 }
-                self.rows_in_transaction = true;
+                self.rows_since_vgtid = true;
                 self.rows(&event, re, out)?;
             }
             VEventType::Commit | VEventType::Rollback => {
@@ -230,12 +234,13 @@ impl Decoder {
         Ok(())
     }
 
-    /// Ends the open transaction. One that carried row changes must have had its VGTID:
-    /// committed with an older checkpoint, a restart would replay part of it after the rest
-    /// (invariant 1). vtgate always sends one (from the GTID or LASTPK event before COMMIT),
-    /// so its absence is a definite error and the writer commits nothing of the transaction.
+    /// Ends the open transaction. One that carried row changes must have had its own VGTID
+    /// after its last row change: committed with an older checkpoint, a restart would replay
+    /// part of it after the rest (invariant 1). vtgate always sends one (from the GTID or
+    /// LASTPK event before COMMIT), so its absence is a definite error and the writer commits
+    /// nothing of the transaction.
     fn end(&mut self, kind: EndKind, out: &mut Vec<Step>) -> Result<()> {
-        if std::mem::take(&mut self.rows_in_transaction) && self.pending.is_none() {
+        if std::mem::take(&mut self.rows_since_vgtid) {
             bail!(
                 "a transaction with row changes ended ({kind:?}) without its VGTID, so its \
                  position is unknown; nothing of it is applied"

@@ -264,6 +264,51 @@ fn a_transaction_with_rows_may_only_end_with_its_vgtid() {
 }
 
 #[test]
+fn a_vgtid_before_a_transactions_rows_does_not_stand_in_for_its_own() {
+    let row = || row_event(None, Some(row(&[Some("1"), None])));
+    // A stray VGTID between transactions, then a transaction that ends without its own.
+    let stray_before = vec![
+        vgtid_event("MySQL56/a:1-5"),
+        ev(VEventType::Begin),
+        field_event(),
+        row(),
+        ev(VEventType::Commit),
+    ];
+    let e = decode_error(stray_before);
+    assert!(e.contains("without its VGTID"), "{e}");
+    // The VGTID inside the transaction but before its last row change does not count either.
+    let between_rows = vec![
+        ev(VEventType::Begin),
+        field_event(),
+        row(),
+        vgtid_event("MySQL56/a:1-6"),
+        row(),
+        ev(VEventType::Commit),
+    ];
+    let e = decode_error(between_rows);
+    assert!(e.contains("without its VGTID"), "{e}");
+    // Its own VGTID after the last row change ends it, whatever came before.
+    let own = vec![
+        vgtid_event("MySQL56/a:1-5"),
+        ev(VEventType::Begin),
+        field_event(),
+        row(),
+        vgtid_event("MySQL56/a:1-6"),
+        ev(VEventType::Commit),
+    ];
+    let steps = run(own).unwrap();
+    let ends: Vec<_> = (steps.iter())
+        .filter_map(|s| match s {
+            Step::TxEnd { checkpoint, .. } => Some(checkpoint.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 1);
+    let gtid = ends[0].as_ref().map(|v| v.shard_gtids[0].gtid.clone());
+    assert_eq!(gtid.as_deref(), Some("MySQL56/a:1-6"));
+}
+
+#[test]
 fn partial_row_images_are_refused_with_advice() {
     let mut e = row_event(None, Some(row(&[Some("1"), None])));
     if let Some(re) = e.row_event.as_mut() {

@@ -18,4 +18,5 @@ mod security;
 mod shards;
 mod table_copies;
 mod types;
+mod verify;
 mod vttest;

@@ -8,6 +8,7 @@ mod cli;
 mod keyspaces;
 mod metrics;
 mod query;
+mod readiness;
 mod snapshot;
 mod status;
 mod sync;

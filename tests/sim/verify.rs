@@ -233,3 +233,82 @@ async fn verify_during_an_unfinished_copy_says_so_and_bad_input_exits_2() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_and_columns_the_mirror_lacks_or_adds_are_named_differences_and_exit_1() {
+    let (_models, server) = two_keyspaces(50, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    sync_until_caught_up(two_keyspace_options(&server.endpoint(), &db))
+        .await
+        .unwrap();
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE \"customer.corder\";
+             ALTER TABLE \"commerce.customer\" DROP COLUMN email;
+             ALTER TABLE \"commerce.accounts\" ADD COLUMN nickname TEXT;
+             ALTER TABLE \"customer.customer\" ADD COLUMN _vtmirror_shard TEXT;
+             CREATE TABLE \"commerce.leftover\" (id INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+    let verdict = run(&verify_options(&server.endpoint(), &db)).await.unwrap();
+    assert!(!verdict.equal);
+    assert_eq!(verdict.missing_tables, ["customer.corder"]);
+    assert_eq!(verdict.extra_tables, ["commerce.leftover"]);
+    let table = |name: &str| verdict.tables.iter().find(|t| t.table == name).unwrap();
+    let customer = table("commerce.customer");
+    assert_eq!(customer.missing_columns, ["email"]);
+    assert!(customer.extra_columns.is_empty() && customer.compared == 50);
+    assert_eq!(
+        (customer.missing, customer.extra, customer.differing),
+        (0, 0, 0),
+        "rows compare over the columns both sides have"
+    );
+    assert_eq!(table("commerce.accounts").extra_columns, ["nickname"]);
+    assert!(
+        table("customer.customer").equal(),
+        "a bookkeeping column is no difference: {:?}",
+        table("customer.customer")
+    );
+    let (endpoint, mirror) = (server.endpoint(), db.to_str().unwrap().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        vtmirror(&["verify", "--db", &mirror, "--vtgate", &endpoint])
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    for needle in [
+        "customer.corder",
+        "MISSING",
+        "commerce.leftover",
+        "columns missing in the mirror: email",
+        "columns extra in the mirror: nickname",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_behind_its_source_with_no_sync_running_is_reported_within_a_minute() {
+    let (models, server) = two_keyspaces(50, 100).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    sync_until_caught_up(two_keyspace_options(&server.endpoint(), &db))
+        .await
+        .unwrap();
+    for model in &models {
+        model.apply_random_transactions(20);
+    }
+    let mut opts = verify_options(&server.endpoint(), &db);
+    opts.wait = Duration::from_secs(3600);
+    let started = Instant::now();
+    let err = run(&opts).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        format!("{err:#}").contains("no `vtmirror sync` runs on it"),
+        "{err:#}"
+    );
+    assert!(took < Duration::from_secs(60), "said so after {took:?}");
+}

@@ -29,11 +29,19 @@ pub struct TableReport {
     pub missing_keys: Vec<String>,
     pub extra_keys: Vec<String>,
     pub differing_keys: Vec<String>,
+    /// Source columns the mirror table lacks, and mirror columns the source table lacks
+    /// (`schema::column_differences`); rows are compared over the columns both have.
+    pub missing_columns: Vec<String>,
+    pub extra_columns: Vec<String>,
 }
 
 impl TableReport {
     pub fn equal(&self) -> bool {
-        self.missing == 0 && self.extra == 0 && self.differing == 0
+        self.missing == 0
+            && self.extra == 0
+            && self.differing == 0
+            && self.missing_columns.is_empty()
+            && self.extra_columns.is_empty()
     }
 }
 
@@ -57,8 +65,13 @@ impl Cursor<'_> {
     }
 }
 
-/// The mirror table's columns with its key first, as a SELECT in key order.
-fn ordered_select(conn: &Connection, table: &str) -> Result<(String, Vec<String>, usize)> {
+/// The mirror table's columns with its key first (the other columns only when `compared`
+/// says so), as a SELECT in key order.
+fn ordered_select(
+    conn: &Connection,
+    table: &str,
+    compared: &dyn Fn(&str) -> bool,
+) -> Result<(String, Vec<String>, usize)> {
     let layout = current_layout(conn, table)?
         .with_context(|| format!("table {table} is not in the mirror"))?;
     if layout.pk.is_empty() {
@@ -68,7 +81,7 @@ fn ordered_select(conn: &Connection, table: &str) -> Result<(String, Vec<String>
     columns.extend(
         (layout.columns.iter())
             .map(|(name, _)| name.clone())
-            .filter(|n| !layout.pk.contains(n)),
+            .filter(|n| !layout.pk.contains(n) && compared(n)),
     );
     let key = layout.pk.len();
     Ok((table_select(table, &columns, key), columns, key))
@@ -84,14 +97,16 @@ fn table_select(table: &str, columns: &[String], key: usize) -> String {
     )
 }
 
-/// Compares `table` of `mirror` with `source_table` of each scratch file that has it.
+/// Compares `table` of `mirror` with `source_table` of each scratch file that has it, over
+/// the key and the other columns `compared` accepts.
 pub fn table(
     mirror: &Connection,
     table: &str,
     scratches: &[&Connection],
     source_table: &str,
+    compared: &dyn Fn(&str) -> bool,
 ) -> Result<TableReport> {
-    let (sql, columns, key) = ordered_select(mirror, table)?;
+    let (sql, columns, key) = ordered_select(mirror, table, compared)?;
     let mut report = TableReport {
         table: table.to_string(),
         ..Default::default()
@@ -253,12 +268,19 @@ mod tests {
         let mirror = file(&[(1, "a"), (2, "b"), (4, "changed"), (9, "extra")]);
         let low = file(&[(1, "a"), (4, "d")]);
         let high = file(&[(2, "b"), (7, "g")]);
-        let r = table(&mirror, "t", &[&low, &high], "t").unwrap();
+        let r = table(&mirror, "t", &[&low, &high], "t", &|_| true).unwrap();
         assert_eq!((r.compared, r.missing, r.extra, r.differing), (4, 1, 1, 1));
         assert_eq!(r.missing_keys, ["id=7"]);
         assert_eq!(r.extra_keys, ["id=9"]);
         assert_eq!(r.differing_keys, ["id=4"]);
-        let same = table(&low, "t", &[&file(&[(4, "d")]), &file(&[(1, "a")])], "t").unwrap();
+        let same = table(
+            &low,
+            "t",
+            &[&file(&[(4, "d")]), &file(&[(1, "a")])],
+            "t",
+            &|_| true,
+        );
+        let same = same.unwrap();
         assert!(same.equal() && same.compared == 2);
     }
 

@@ -12,8 +12,12 @@
 //! 3. **Bring each scratch to exactly `M[s]`**: stream its shard on from `V[s]` and stop after
 //!    the transaction whose VGTID is `M[s]` (`SyncOptions::stop_at`; a stream that would pass
 //!    `M[s]` without stopping on it is an error, never a comparison).
-//! 4. **Compare** every mirrored table with the union of the scratch copies in primary-key
-//!    order, inside the same read transaction (`compare`).
+//! 4. **Compare the tables and columns** the mirror holds with the ones its selection holds
+//!    on the source, as vtgate's catalog lists them (`schema`): a table or column missing on
+//!    either side is a difference, named.
+//! 5. **Compare the rows** of every mirrored table with the union of the scratch copies in
+//!    primary-key order, over the columns both sides have, inside the same read transaction
+//!    (`compare`).
 //!
 //! # Why it cannot report a difference that is not there
 //! Both sides are the same function of the same input: the mirror's snapshot is the source's
@@ -31,7 +35,15 @@
 //! both sides. That is covered elsewhere: the real-Vitess value tests compare every type as
 //! MySQL prints it with what the mirror stores, in copy and in binlog (`tests/e2e/types.rs`,
 //! `tests/e2e/fidelity.rs`). Tables the filter does not select are not compared. Keys shown
-//! are primary keys only; no other value is ever printed.
+//! are primary keys only; no other value is ever printed. The table and column lists are the
+//! source's catalog when verify reads it, not at the checkpoint: a DDL the source ran after
+//! the mirror's checkpoint shows as a difference until `sync` applied it (the verdict says
+//! so; run verify again then).
+//!
+//! # A mirror nobody moves
+//! Step 2 waits for `sync` to move the mirror on. When no sync holds the mirror's lock and
+//! its checkpoint has not moved for `NO_SYNC_GRACE`, verify stops with that reason instead of
+//! waiting `--wait` out (a sync restarting within that time, as systemd does, is waited for).
 //!
 //! # Cost
 //! Disk: the scratch files hold one more copy of the mirrored tables (in a directory next to
@@ -40,22 +52,31 @@
 //! writes meanwhile.
 
 mod compare;
+mod schema;
 mod scratch;
+mod verdict;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
-use serde::Serialize;
 
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
+use crate::mirror::owner::is_bookkeeping_column;
 use crate::mirror::store::open_read_only;
-use crate::source::proto::binlogdata::{ShardGtid, VGtid};
+use crate::source::proto::binlogdata::VGtid;
 use crate::source::vstream::StreamSpec;
 pub use compare::TableReport;
+use schema::SourceTables;
 use scratch::Scratch;
+pub use verdict::{text, Verdict};
+
+/// How long a mirror behind the source may stay unmoved, with no sync holding its lock,
+/// before verify says no sync runs.
+const NO_SYNC_GRACE: Duration = Duration::from_secs(30);
 
 /// What to verify and how.
 #[derive(Debug, Clone)]
@@ -71,16 +92,6 @@ pub struct VerifyOptions {
     pub quiet: bool,
 }
 
-/// The outcome: one report per table.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    pub mirror: String,
-    /// The checkpoint both sides were compared at.
-    pub checkpoint: Vec<String>,
-    pub equal: bool,
-    pub tables: Vec<TableReport>,
-}
-
 /// Runs the verify; Err for anything that prevents a verdict.
 pub async fn run(opts: &VerifyOptions) -> Result<Verdict> {
     let mirror = open_read_only(&opts.db)?;
@@ -94,7 +105,8 @@ pub async fn run(opts: &VerifyOptions) -> Result<Verdict> {
              missing; run verify once `status` says the copy is completed"
         );
     };
-    let tables = chosen_tables(&mirror, &opts.tables)?;
+    let all_tables = mirror_tables(&mirror)?;
+    let tables = chosen_tables(&all_tables, &opts.tables)?;
     let rules = mirror_rules(&mirror)?;
     // The scratch copies retry lost connections like any sync; a wrong address fails here.
     crate::source::transport::connect_first(&opts.spec.vtgate).await?;
@@ -114,7 +126,12 @@ pub async fn run(opts: &VerifyOptions) -> Result<Verdict> {
             scratch.copy(deadline).await?;
             scratches.push(scratch);
         }
-        let target = snapshot_past(&mirror, &scratches, deadline).await?;
+        let target = snapshot_past(opts, &mirror, &scratches, deadline).await?;
+        let keyspaces: BTreeSet<String> = (target.shard_gtids.iter())
+            .map(|s| s.keyspace.clone())
+            .collect();
+        say(opts, "listing the source's tables and columns");
+        let source = schema::source_tables(&opts.spec, &keyspaces, &rules, &naming).await?;
         for scratch in &scratches {
             say(
                 opts,
@@ -122,7 +139,15 @@ pub async fn run(opts: &VerifyOptions) -> Result<Verdict> {
             );
             scratch.stop_at(&target, deadline).await?;
         }
-        let verdict = compare_all(opts, &mirror, &naming, &tables, &scratches, &target);
+        let (missing, extra) = table_set(opts, &source, &tables, &naming);
+        let sides = Sides {
+            mirror: &mirror,
+            naming: &naming,
+            scratches: &scratches,
+            source: &source,
+        };
+        let verdict =
+            compare_all(opts, &sides, &tables, &target).map(|v| v.with_tables(missing, extra));
         mirror
             .execute_batch("COMMIT")
             .context("ending the mirror's read")?;
@@ -131,6 +156,21 @@ pub async fn run(opts: &VerifyOptions) -> Result<Verdict> {
     .await;
     std::fs::remove_dir_all(&dir).ok();
     result
+}
+
+/// (missing, extra) tables of the mirror; with `--tables`, only extra ones among those asked
+/// for (the others are not this verify's question).
+fn table_set(
+    opts: &VerifyOptions,
+    source: &SourceTables,
+    tables: &[String],
+    naming: &Naming,
+) -> (Vec<String>, Vec<String>) {
+    let (missing, extra) = source.table_differences(tables, naming);
+    match opts.tables.is_empty() {
+        true => (missing, extra),
+        false => (Vec::new(), extra),
+    }
 }
 
 fn say(opts: &VerifyOptions, text: &str) {
@@ -146,20 +186,25 @@ fn scratch_dir(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The mirror's tables (or the ones asked for, each of which must be mirrored).
-fn chosen_tables(conn: &Connection, asked: &[String]) -> Result<Vec<String>> {
+/// The mirror's tables.
+fn mirror_tables(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_vtmirror%' \
          ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
     )?;
-    let all: Vec<String> = stmt
+    let all = stmt
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    Ok(all)
+}
+
+/// The mirror's tables, or the ones asked for, each of which must be mirrored.
+fn chosen_tables(all: &[String], asked: &[String]) -> Result<Vec<String>> {
     if let Some(missing) = asked.iter().find(|t| !all.contains(t)) {
         bail!("table {missing:?} is not mirrored in this file");
     }
     Ok(if asked.is_empty() {
-        all
+        all.to_vec()
     } else {
         asked.to_vec()
     })
@@ -190,10 +235,12 @@ fn mirror_rules(conn: &Connection) -> Result<Vec<crate::source::proto::binlogdat
 /// Opens a read transaction on the mirror at a checkpoint that every scratch copy has not
 /// passed, waiting for `sync` to move the mirror on if needed; the transaction stays open.
 async fn snapshot_past(
+    opts: &VerifyOptions,
     mirror: &Connection,
     scratches: &[Scratch],
     deadline: Instant,
 ) -> Result<VGtid> {
+    let mut watch = Unmoved::default();
     loop {
         mirror
             .execute_batch("BEGIN")
@@ -210,10 +257,25 @@ async fn snapshot_past(
             return Ok(target);
         };
         mirror.execute_batch("COMMIT")?;
+        if watch.started.is_none() {
+            say(
+                opts,
+                &format!("waiting for sync to move the mirror past the source on shard {shard}"),
+            );
+        }
+        if watch.still_for(&target, &opts.db) > NO_SYNC_GRACE {
+            bail!(
+                "the mirror is behind the source on shard {shard} and no `vtmirror sync` runs on \
+                 it (its checkpoint has not moved for {} s): verify compares at the mirror's \
+                 checkpoint, which must reach the source's current position once; start the \
+                 sync, then verify again",
+                NO_SYNC_GRACE.as_secs()
+            );
+        }
         if Instant::now() > deadline {
             bail!(
-                "the mirror stayed behind the source on shard {shard} (is `vtmirror sync` \
-                 running on it?); verify compares at the mirror's checkpoint, which must reach \
+                "the mirror stayed behind the source on shard {shard} for --wait (is `vtmirror \
+                 sync` keeping up?); verify compares at the mirror's checkpoint, which must reach \
                  the source's current position once"
             );
         }
@@ -221,69 +283,78 @@ async fn snapshot_past(
     }
 }
 
+/// How long the mirror has been neither moved nor held by a sync.
+#[derive(Default)]
+struct Unmoved {
+    started: Option<Instant>,
+    checkpoint: Option<VGtid>,
+    since: Option<Instant>,
+}
+
+impl Unmoved {
+    fn still_for(&mut self, checkpoint: &VGtid, db: &Path) -> Duration {
+        let now = Instant::now();
+        self.started.get_or_insert(now);
+        let moved = self.checkpoint.as_ref() != Some(checkpoint);
+        // A lock that cannot be probed counts as held: waiting is the safe side.
+        let held = crate::commands::status::sync_running(db) != Some(false);
+        if moved || held {
+            self.checkpoint = Some(checkpoint.clone());
+            self.since = Some(now);
+        }
+        now.duration_since(*self.since.get_or_insert(now))
+    }
+}
+
+/// The two sides of a comparison.
+struct Sides<'a> {
+    mirror: &'a Connection,
+    naming: &'a Naming,
+    scratches: &'a [Scratch],
+    source: &'a SourceTables,
+}
+
 fn compare_all(
     opts: &VerifyOptions,
-    mirror: &Connection,
-    naming: &Naming,
+    sides: &Sides,
     tables: &[String],
-    scratches: &[Scratch],
     target: &VGtid,
 ) -> Result<Verdict> {
     let mut reports = Vec::new();
     for table in tables {
-        let Some((keyspace, bare)) = naming.split_table(table) else {
+        let Some((keyspace, bare)) = sides.naming.split_table(table) else {
+            continue;
+        };
+        // A table the source does not select is reported as extra, its rows not walked.
+        let Some(source_columns) = sides.source.tables.get(table) else {
             continue;
         };
         say(opts, &format!("comparing table {table}"));
-        let conns: Vec<Connection> = (scratches.iter())
+        let conns: Vec<Connection> = (sides.scratches.iter())
             .filter(|s| s.keyspace() == keyspace)
             .map(Scratch::open)
             .collect::<Result<_>>()?;
         let refs: Vec<&Connection> = conns.iter().collect();
-        reports.push(compare::table(mirror, table, &refs, bare)?);
+        let compared = |c: &str| !is_bookkeeping_column(c) && source_columns.iter().any(|s| s == c);
+        let mut report = compare::table(sides.mirror, table, &refs, bare, &compared)?;
+        let layout = crate::mirror::ddl::current_layout(sides.mirror, table)?;
+        let mine: Vec<String> = (layout.iter())
+            .flat_map(|l| l.columns.iter().map(|(name, _)| name.clone()))
+            .collect();
+        (report.missing_columns, report.extra_columns) =
+            schema::column_differences(source_columns, &mine);
+        reports.push(report);
     }
     Ok(Verdict {
         mirror: opts.db.display().to_string(),
-        checkpoint: target.shard_gtids.iter().map(position_text).collect(),
+        checkpoint: target
+            .shard_gtids
+            .iter()
+            .map(verdict::position_text)
+            .collect(),
         equal: reports.iter().all(TableReport::equal),
+        missing_tables: Vec::new(),
+        extra_tables: Vec::new(),
         tables: reports,
     })
-}
-
-fn position_text(s: &ShardGtid) -> String {
-    format!("{}/{} {}", s.keyspace, s.shard, s.gtid)
-}
-
-/// The human-readable verdict, with a remedy when the mirror differs.
-pub fn text(verdict: &Verdict) -> String {
-    let mut lines = vec![
-        format!("mirror      {}", verdict.mirror),
-        "checkpoint".to_string(),
-    ];
-    lines.extend(verdict.checkpoint.iter().map(|p| format!("  {p}")));
-    for t in &verdict.tables {
-        let state = if t.equal() { "equal" } else { "DIFFERENT" };
-        lines.push(format!(
-            "{:<28} {state:<9} {} rows compared, {} missing, {} extra, {} differing",
-            t.table, t.compared, t.missing, t.extra, t.differing
-        ));
-        for (kind, keys) in [
-            ("missing", &t.missing_keys),
-            ("extra", &t.extra_keys),
-            ("differing", &t.differing_keys),
-        ] {
-            if !keys.is_empty() {
-                lines.push(format!("  {kind}: {}", keys.join("; ")));
-            }
-        }
-    }
-    lines.push(if verdict.equal {
-        "verdict: the mirror equals its source at its checkpoint".into()
-    } else {
-        "verdict: the mirror DIFFERS from its source. Remedy: copy the source again into a new \
-         file (vtmirror sync --db NEW.db with the same --keyspace, --shards and --tables), \
-         check it with verify, then replace this one."
-            .into()
-    });
-    lines.join("\n")
 }
