@@ -248,7 +248,7 @@ async fn tables_and_columns_the_mirror_lacks_or_adds_are_named_differences_and_e
             "DROP TABLE \"customer.corder\";
              ALTER TABLE \"commerce.customer\" DROP COLUMN email;
              ALTER TABLE \"commerce.accounts\" ADD COLUMN nickname TEXT;
-             ALTER TABLE \"customer.customer\" ADD COLUMN _vtmirror_shard TEXT;
+             ALTER TABLE \"customer.customer\" ADD COLUMN _vtmirror_note TEXT;
              CREATE TABLE \"commerce.leftover\" (id INTEGER PRIMARY KEY);",
         )
         .unwrap();
