@@ -43,13 +43,21 @@ fn a_table_created_right_before_a_fresh_replica_sync_is_mirrored_whole() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("missing.db");
     // The default tablet type (replica) and rule (`/.*`), as a user would start it.
-    sync_then_sigkill(&c.grpc, "commerce", &db, &[], Duration::from_secs(4));
+    let mut first = KillOnDrop(sync_process(&c.grpc, "commerce", &db, &[]));
+    std::thread::sleep(Duration::from_secs(4));
+    first.sigkill("4 s into the first sync");
+    let mut log = String::new();
+    if let Some(mut stderr) = first.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+    }
+    assert_intact(&db, "after a SIGKILL 4 s into the first sync");
     writes.join().unwrap();
     let (ok, err) = sync_until_caught_up(&c.grpc, "commerce", &db, &[]);
     assert!(ok, "sync failed: {err}");
     let rows = assert_same(&mut conn, &db, "mt_new", 1);
     assert_eq!(rows, 580);
-    let waited = err.contains("not present in the database") || err.contains("did not deliver");
+    let logs = format!("{log}{err}");
+    let waited = logs.contains("did not deliver") || logs.contains("does not know table");
     println!(
         "mt_new: {rows} rows equal to the source; the copy {} it",
         match waited {

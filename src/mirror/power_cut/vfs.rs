@@ -79,6 +79,11 @@ pub fn armed() -> Option<u64> {
     *CUT.get_or_init(|| std::env::var(CUT_VARIABLE).ok()?.parse().ok())
 }
 
+/// Whether the WAL checkpoint thread runs under this VFS (`VTMIRROR_POWER_CUT_WAL_THREAD=1`).
+pub fn wal_thread() -> bool {
+    std::env::var("VTMIRROR_POWER_CUT_WAL_THREAD").as_deref() == Ok("1")
+}
+
 /// Registers the VFS once (not as the default); Err when SQLite refuses.
 pub fn register() -> anyhow::Result<()> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
