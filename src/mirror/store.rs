@@ -108,11 +108,14 @@ impl Mirror {
     pub fn open(db: &Path, identity: &Identity, durability: Durability) -> Result<Mirror> {
         let lock = take_lock(db)?;
         create_private(db)?;
-        let conn = match crate::mirror::power_cut::vfs::armed() {
+        // Power-cut tests open every connection of the file (the WAL checkpoint thread's too)
+        // through their VFS, which shares one view of each file among them.
+        let vfs =
+            crate::mirror::power_cut::vfs::armed().map(|_| crate::mirror::power_cut::vfs::NAME);
+        let conn = match vfs {
             None => Connection::open_with_flags(db, open_flags(false)),
-            Some(_) => {
+            Some(vfs) => {
                 crate::mirror::power_cut::vfs::register()?;
-                let vfs = crate::mirror::power_cut::vfs::NAME;
                 Connection::open_with_flags_and_vfs(db, open_flags(false), vfs)
             }
         }
@@ -125,15 +128,15 @@ impl Mirror {
                 db.display()
             );
         }
-        // The power-cut VFS keeps one view of a file per connection: no second connection.
-        let background = crate::mirror::power_cut::vfs::armed().is_none();
-        configure(&conn, durability, background)
+        configure(&conn, durability)
             .with_context(|| format!("configuring mirror {}", db.display()))?;
         migrate(&conn, db)?;
         check_metadata(&conn, db)?;
         let previous_filter = check_identity(&conn, identity, db)?;
-        let wal = match background {
-            true => Some(WalCheckpoints::start(db, open_flags(false))?),
+        // Under the power-cut VFS the thread runs only when asked: with it, 2 of about 200
+        // cuts left a malformed file (RELIABILITY.md, 2026-12-07), not explained yet.
+        let wal = match vfs.is_none() || crate::mirror::power_cut::vfs::wal_thread() {
+            true => Some(WalCheckpoints::start(db, open_flags(false), vfs)?),
             false => None,
         };
         Ok(Mirror {
@@ -200,7 +203,7 @@ pub fn open_read_only(db: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn configure(conn: &Connection, durability: Durability, background_wal: bool) -> Result<()> {
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -211,8 +214,7 @@ fn configure(conn: &Connection, durability: Durability, background_wal: bool) ->
     // sync replays from the older checkpoint (a process crash loses nothing). FULL fsyncs
     // every commit for those who cannot replay (--durability full).
     // wal_autocheckpoint: WAL checkpoints run on a thread of their own (`mirror::wal`); the
-    // writer's own are a backstop (64 MiB). Without that thread, 8192 pages (32 MiB): 8×
-    // rarer than the default, and a page changed by several group commits is copied back once.
+    // writer's own are a backstop (64 MiB).
     // journal_size_limit = 64 MiB: a long reader stops the WAL from being recycled, so it
     // grows (267 MiB behind a 15 s reader in tests/faults/mirror_file/refusals.rs); without a limit
     // the file keeps that size for ever, with it the next WAL reset truncates it.
@@ -220,10 +222,7 @@ fn configure(conn: &Connection, durability: Durability, background_wal: bool) ->
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
-    let autocheckpoint = match background_wal {
-        true => wal::WRITER_BACKSTOP_PAGES,
-        false => wal::WRITER_ALONE_PAGES,
-    };
+    let autocheckpoint = wal::WRITER_BACKSTOP_PAGES;
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -32768; \
          PRAGMA wal_autocheckpoint = {autocheckpoint}; PRAGMA journal_size_limit = 67108864;"

@@ -36,10 +36,6 @@ pub const PASS_INTERVAL: Duration = Duration::from_millis(100);
 /// The writer's own auto-checkpoint, in pages of WAL (64 MiB of 4 KiB pages).
 pub const WRITER_BACKSTOP_PAGES: u32 = 16_384;
 
-/// The writer's auto-checkpoint when no background thread runs (the power-cut test VFS keeps
-/// one view of a file per connection, so two connections would not see each other's writes).
-pub const WRITER_ALONE_PAGES: u32 = 8_192;
-
 /// The background WAL checkpoint thread of one mirror; stops (and is joined) when dropped.
 pub struct WalCheckpoints {
     poke: Option<SyncSender<()>>,
@@ -47,10 +43,18 @@ pub struct WalCheckpoints {
 }
 
 impl WalCheckpoints {
-    /// Starts the thread on a connection of its own to `db`, which must already be in WAL mode.
-    pub fn start(db: &Path, flags: rusqlite::OpenFlags) -> Result<WalCheckpoints> {
-        let conn = Connection::open_with_flags(db, flags)
-            .with_context(|| format!("opening {} for WAL checkpoints", db.display()))?;
+    /// Starts the thread on a connection of its own to `db`, which must already be in WAL mode,
+    /// through SQLite VFS `vfs` (the default one when None).
+    pub fn start(
+        db: &Path,
+        flags: rusqlite::OpenFlags,
+        vfs: Option<&str>,
+    ) -> Result<WalCheckpoints> {
+        let conn = match vfs {
+            None => Connection::open_with_flags(db, flags),
+            Some(vfs) => Connection::open_with_flags_and_vfs(db, flags, vfs),
+        }
+        .with_context(|| format!("opening {} for WAL checkpoints", db.display()))?;
         // A pass that finds the writer's backstop checkpoint running returns SQLITE_BUSY at
         // once (PASSIVE never waits), so no busy timeout is needed; none is set so that
         // closing never waits either.
@@ -154,7 +158,7 @@ mod tests {
         );
 
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let wal = WalCheckpoints::start(&db, flags).unwrap();
+        let wal = WalCheckpoints::start(&db, flags, None).unwrap();
         wal.committed();
         let deadline = Instant::now() + Duration::from_secs(10);
         while rows_in_main_file(&db, &scratch) != 5000 {
@@ -175,7 +179,7 @@ mod tests {
         let writer = Connection::open(&db).unwrap();
         writer.execute_batch("PRAGMA journal_mode = WAL").unwrap();
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let wal = WalCheckpoints::start(&db, flags).unwrap();
+        let wal = WalCheckpoints::start(&db, flags, None).unwrap();
         wal.committed();
         wal.committed();
         let started = Instant::now();

@@ -5,10 +5,16 @@
 //! default VFS's own file object (`inner`), to which locking, shared memory and the flushed
 //! writes go. Memory-mapped reads are refused (`x_fetch` hands out no pointer), so every read
 //! passes through the overlay.
+//!
+//! The overlay is per file, not per handle, like an operating system's page cache: every
+//! connection of the process that opens a path (the writer's and the WAL checkpoint
+//! thread's, `mirror::wal`) sees the writes the others have not synced yet, and a sync
+//! through any handle writes them all. It is written out when the last handle closes.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::ffi;
 
@@ -26,13 +32,56 @@ static SYNCS: AtomicU64 = AtomicU64::new(0);
 struct CutFile {
     base: ffi::sqlite3_file,
     inner: *mut ffi::sqlite3_file,
-    overlay: *mut Mutex<Overlay>,
+    overlay: *const Mutex<Overlay>,
+    /// The path the overlay is shared under (None: a file without a name, private).
+    path: *mut Option<String>,
+}
+
+/// Each open path's overlay, with the number of handles open on it.
+type Shared = HashMap<String, (Arc<Mutex<Overlay>>, usize)>;
+
+fn shared() -> &'static Mutex<Shared> {
+    static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
+    SHARED.get_or_init(Default::default)
+}
+
+/// The overlay of `path`, shared with the other handles open on it.
+fn open_overlay(path: Option<&String>) -> Arc<Mutex<Overlay>> {
+    let Some(path) = path else {
+        return Arc::default();
+    };
+    let mut map = shared().lock().unwrap_or_else(|e| e.into_inner());
+    let entry = map.entry(path.clone()).or_default();
+    entry.1 += 1;
+    Arc::clone(&entry.0)
+}
+
+/// Forgets one handle of `path`; true when it was the last one.
+fn close_overlay(path: Option<&String>) -> bool {
+    let Some(path) = path else {
+        return true;
+    };
+    let mut map = shared().lock().unwrap_or_else(|e| e.into_inner());
+    let Some(entry) = map.get_mut(path) else {
+        return true;
+    };
+    entry.1 -= 1;
+    if entry.1 > 0 {
+        return false;
+    }
+    map.remove(path);
+    true
 }
 
 /// The sync at which to cut power, when the variable asks for one.
 pub fn armed() -> Option<u64> {
     static CUT: OnceLock<Option<u64>> = OnceLock::new();
     *CUT.get_or_init(|| std::env::var(CUT_VARIABLE).ok()?.parse().ok())
+}
+
+/// Whether the WAL checkpoint thread runs under this VFS (`VTMIRROR_POWER_CUT_WAL_THREAD=1`).
+pub fn wal_thread() -> bool {
+    std::env::var("VTMIRROR_POWER_CUT_WAL_THREAD").as_deref() == Ok("1")
 }
 
 /// Registers the VFS once (not as the default); Err when SQLite refuses.
@@ -115,8 +164,10 @@ unsafe extern "C" fn x_open(
         return rc;
     }
     let _ = vfs;
+    let path = (!name.is_null()).then(|| CStr::from_ptr(name).to_string_lossy().into_owned());
     (*cut).inner = inner;
-    (*cut).overlay = Box::into_raw(Box::new(Mutex::new(Overlay::default())));
+    (*cut).overlay = Arc::into_raw(open_overlay(path.as_ref()));
+    (*cut).path = Box::into_raw(Box::new(path));
     (*cut).base.pMethods = &METHODS;
     ffi::SQLITE_OK
 }
@@ -171,11 +222,15 @@ unsafe fn flush(inner: *mut ffi::sqlite3_file, flush: &Flush) -> c_int {
 unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     let cut = file as *mut CutFile;
     let inner = (*cut).inner;
-    // A close is no power cut: what was written reaches the operating system.
-    let pending = Box::from_raw((*cut).overlay);
-    let taken = pending.lock().map(|mut o| o.take());
-    if let Ok(taken) = taken {
-        flush(inner, &taken);
+    // A close is no power cut: what was written reaches the operating system once the last
+    // handle on the file closes (the others still read it from the overlay).
+    let pending = Arc::from_raw((*cut).overlay);
+    let path = Box::from_raw((*cut).path);
+    if close_overlay(path.as_ref().as_ref()) {
+        let taken = pending.lock().map(|mut o| o.take());
+        if let Ok(taken) = taken {
+            flush(inner, &taken);
+        }
     }
     (methods(inner).xClose.expect("xClose"))(inner)
 }
@@ -242,7 +297,10 @@ unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int
 }
 
 /// Writes a random half of the pending sectors (a torn write), then SIGKILLs the process.
+/// Reports on stderr, for the tests to count: the sync, the thread that ran it (the writer,
+/// or `wal-checkpoints`), and how many pending sectors were written and dropped.
 unsafe fn cut_power(inner: *mut ffi::sqlite3_file, mut taken: Flush, n: u64) -> ! {
+    let pending = taken.writes.len();
     let seed: u64 = std::env::var(SEED_VARIABLE)
         .ok()
         .and_then(|s| s.parse().ok())
@@ -256,9 +314,15 @@ unsafe fn cut_power(inner: *mut ffi::sqlite3_file, mut taken: Flush, n: u64) -> 
     });
     taken.size = None;
     flush(inner, &taken);
+    let thread = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_string();
+    let written = taken.writes.len();
     eprintln!(
-        "vtmirror: simulated power cut at sync {n} ({} sectors written of the pending ones)",
-        taken.writes.len()
+        "vtmirror: simulated power cut at sync {n} in thread {thread}: {written} of {pending} \
+         pending sectors written, {} dropped",
+        pending - written
     );
     libc::kill(libc::getpid(), libc::SIGKILL);
     std::process::abort()
