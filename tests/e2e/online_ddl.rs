@@ -112,9 +112,11 @@ fn columns(db: &Path, table: &str) -> Vec<String> {
     let mut stmt = conn
         .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
         .unwrap();
-    stmt.query_map([table], |r| r.get(0))
+    // The source's columns: vtmirror's own (the row's shard) are left out.
+    stmt.query_map([table], |r| r.get::<_, String>(0))
         .unwrap()
         .map(|r| r.unwrap())
+        .filter(|c| !vtmirror::mirror::owner::is_bookkeeping_column(c))
         .collect()
 }
 
