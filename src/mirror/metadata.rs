@@ -88,8 +88,7 @@ pub fn mark_copy_completed(tx: &Connection) -> Result<()> {
         [],
     )?;
     tx.execute("UPDATE _vtmirror_copy_state SET completed = 1", [])?;
-    // Tables the copy did not deliver whole are copied on their own, before anything else.
-    crate::mirror::copy_check::on_copy_completed(tx)
+    Ok(())
 }
 
 pub fn mark_shard_copied(tx: &Connection, shard: &str) -> Result<()> {

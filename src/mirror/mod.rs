@@ -16,7 +16,6 @@
 pub mod apply;
 pub mod batch;
 pub mod checkpoint;
-pub mod copy_check;
 pub mod ddl;
 pub mod metadata;
 pub mod naming;
