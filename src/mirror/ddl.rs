@@ -9,7 +9,8 @@ use rusqlite::Connection;
 
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
-use crate::mirror::owner::{is_bookkeeping_column, owner_of, OWNER_COLUMN};
+use crate::mirror::owner::{owner_of, OWNER_COLUMN};
+use crate::mirror::schema::is_bookkeeping_column;
 
 mod per_shard;
 use crate::mirror::schema::{check_table_name, quote, Layout};

@@ -28,14 +28,6 @@
 /// prefix is refused for source names).
 pub const OWNER_COLUMN: &str = "_vtmirror_shard";
 
-/// Whether a mirror table's column is vtmirror's own (named `_vtmirror_…`, like the owner
-/// column) rather than a source column: comparisons with the source leave such columns out,
-/// and a source column of that name is refused. The one place that says so.
-pub fn is_bookkeeping_column(name: &str) -> bool {
-    name.to_ascii_lowercase()
-        .starts_with(crate::mirror::schema::METADATA_PREFIX)
-}
-
 /// A shard's key range `[start, end)` as bytes; an empty `end` is unbounded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyRange {

@@ -14,6 +14,13 @@ pub const PRI_KEY_FLAG: u32 = 2;
 /// Prefix reserved for vtmirror's own metadata tables.
 pub const METADATA_PREFIX: &str = "_vtmirror_";
 
+/// Whether a mirror table's column is vtmirror's own (named `_vtmirror_…`, like the owner
+/// column of `mirror::owner`) rather than a source column: comparisons with the source leave
+/// such columns out, and a source column of that name is refused. The one place that says so.
+pub fn is_bookkeeping_column(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with(METADATA_PREFIX)
+}
+
 /// One source column as the latest FIELD event of a shard described it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnSchema {
@@ -62,7 +69,7 @@ impl TableSchema {
             .collect();
         let mut seen = std::collections::HashSet::new();
         for c in &columns {
-            if crate::mirror::owner::is_bookkeeping_column(&c.name) {
+            if is_bookkeeping_column(&c.name) {
                 bail!(
                     "source table {table} has a column named {:?}, which vtmirror reserves",
                     c.name

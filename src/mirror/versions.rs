@@ -86,7 +86,7 @@ impl ShardRows<'_> {
             return Ok(());
         }
         let keys: Vec<&Value> = key.iter().collect();
-        let text = key_text(keys.iter().copied());
+        let text = || key_text(keys.iter().copied());
         if !deleted {
             match self.holder(&keys)? {
                 // A parent shard's row (written before a reshard) is the child's.
@@ -95,10 +95,10 @@ impl ShardRows<'_> {
                 }
                 _ if !versions_aside => return Ok(()),
                 // Another shard holds the key now: only this shard's version goes.
-                _ => return self.drop_version(&text, self.owner),
+                _ => return self.drop_version(&text(), self.owner),
             }
         }
-        bring_back(self.conn, self.table, &text)
+        bring_back(self.conn, self.table, &text())
     }
 
     fn run<'v>(&self, sql: &str, values: impl Iterator<Item = &'v dyn ToSql>) -> Result<usize> {
@@ -278,7 +278,7 @@ fn encode(value: ValueRef<'_>) -> Json {
     }
 }
 
-pub(crate) fn decode(value: &Json) -> Result<SqlValue> {
+fn decode(value: &Json) -> Result<SqlValue> {
     let bad = || anyhow::anyhow!("a kept row version holds a value of unknown shape");
     if value.is_null() {
         return Ok(SqlValue::Null);

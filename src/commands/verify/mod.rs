@@ -65,7 +65,7 @@ use rusqlite::Connection;
 
 use crate::mirror::metadata;
 use crate::mirror::naming::Naming;
-use crate::mirror::owner::is_bookkeeping_column;
+use crate::mirror::schema::is_bookkeeping_column;
 use crate::mirror::store::open_read_only;
 use crate::source::proto::binlogdata::VGtid;
 use crate::source::vstream::StreamSpec;

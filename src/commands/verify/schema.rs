@@ -14,7 +14,7 @@
 //!   apply in every keyspace, and which keyspace's table was chosen is not stored. A source
 //!   table then counts as missing only when the mirror holds no table of that name at all.
 //!
-//! Columns named by `owner::is_bookkeeping_column` are vtmirror's own and have no source
+//! Columns named by `schema::is_bookkeeping_column` are vtmirror's own and have no source
 //! counterpart. The catalog is read once the mirror's snapshot is taken: a DDL the source ran
 //! after the mirror's checkpoint shows as a difference until `sync` applied it (run verify
 //! again then; `mod.rs` says so with the verdict).
@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result};
 
 use crate::mirror::naming::Naming;
-use crate::mirror::owner::is_bookkeeping_column;
+use crate::mirror::schema::is_bookkeeping_column;
 use crate::source::catalog::{rule_matches, table_columns};
 use crate::source::ddl_statement::is_internal;
 use crate::source::proto::binlogdata::Rule;

@@ -45,7 +45,7 @@ pub fn mirror_rows(db: &Path, table: &str, key_columns: usize) -> Rows {
         .expect("mirror columns read");
     let columns: Vec<String> = columns
         .iter()
-        .filter(|c| !vtmirror::mirror::owner::is_bookkeeping_column(c))
+        .filter(|c| !vtmirror::mirror::schema::is_bookkeeping_column(c))
         .map(|c| quote(c))
         .collect();
     let mut stmt = conn
