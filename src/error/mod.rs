@@ -72,6 +72,27 @@ impl std::fmt::Display for Transient {
 
 impl std::error::Error for Transient {}
 
+/// `err` made transient when vttablet refused a table copy because it does not know one of
+/// the tables being copied (`copying`, bare names) yet: "table T is not present in the
+/// database". vtgate lists these tables (they are copied because they joined the selection
+/// or the first copy left them out), so the tablet learns them at its next schema reload.
+/// The same refusal of a first copy (a misspelt `--tables` name) stays definite.
+pub fn not_known_yet(err: anyhow::Error, copying: &[String]) -> anyhow::Error {
+    let status = err.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
+    let message = status.map(|s| s.message()).unwrap_or_default();
+    let unknown = copying
+        .iter()
+        .find(|t| message.contains(&format!("table {t} is not present in the database")));
+    match unknown {
+        Some(table) => Transient(format!(
+            "the tablet does not know table {table} yet (vttablet: {message}); retrying until \
+             it loads it"
+        ))
+        .into(),
+        None => err,
+    }
+}
+
 /// Statuses tonic makes up itself when the connection breaks (an HTTP/2 reset or GOAWAY from a
 /// proxy in front of vtgate, a body ending inside a message): INTERNAL by the gRPC mapping,
 /// but nothing vtgate said. vtgate's own INTERNAL errors never start like this.
@@ -379,5 +400,18 @@ mod tests {
         assert!(delays[0] <= Duration::from_millis(100) && delays[0] >= Duration::from_millis(50));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(2)));
         assert!(delays[9] >= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_table_copy_refused_for_a_table_the_tablet_does_not_know_yet_is_retried() {
+        let refused = || status(Code::Unknown, "table mt_new is not present in the database");
+        assert_eq!(classify(&refused()), Class::Definite, "a first copy's typo");
+        let copying = ["mt_new".to_string()];
+        assert_eq!(
+            classify(&not_known_yet(refused(), &copying)),
+            Class::Transient
+        );
+        let other = ["corder".to_string()];
+        assert_eq!(classify(&not_known_yet(refused(), &other)), Class::Definite);
     }
 }

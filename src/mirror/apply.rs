@@ -246,9 +246,9 @@ impl Writer {
     /// Applies one step; what it hands over (checkpoint, shard name) is taken out of it.
     fn apply(&mut self, step: &mut Step, queue_empty: bool) -> Result<()> {
         match step {
-            Step::Schema(schema) => {
+            Step::Schema { schema, copied } => {
                 self.at_boundary = false;
-                self.apply_schema(schema)?;
+                self.apply_schema(schema, *copied)?;
             }
             Step::Rows {
                 schema,
@@ -399,6 +399,10 @@ impl Writer {
         }
         if pending.copy_completed {
             metadata::mark_copy_completed(conn)?;
+            // Tables the copy did not deliver whole are copied on their own, first.
+            for dropped in crate::mirror::copy_check::on_copy_completed(conn)? {
+                self.tables.remove(&dropped);
+            }
             self.copy_completed = true;
         }
         let copies_ended = !pending.shards_copied.is_empty() || pending.copy_completed;

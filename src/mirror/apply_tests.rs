@@ -130,7 +130,10 @@ fn copied_rows_wait_for_size_or_age_and_a_heartbeat_commits_old_ones() {
     };
     let h = start(policy);
     h.send(vec![
-        Step::Schema(Arc::clone(&h.schema)),
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
         h.rows(0..10, true),
         h.end("MySQL56/u:1-5", true),
     ]);
@@ -155,7 +158,10 @@ fn copied_rows_wait_for_size_or_age_and_a_heartbeat_commits_old_ones() {
 fn replicated_transactions_commit_as_soon_as_the_queue_is_idle() {
     let h = start(CommitPolicy::default());
     h.send(vec![
-        Step::Schema(Arc::clone(&h.schema)),
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
         h.rows(0..3, false),
         h.end("MySQL56/u:1-6", false),
     ]);
@@ -167,7 +173,10 @@ fn replicated_transactions_commit_as_soon_as_the_queue_is_idle() {
 fn finish_commits_the_whole_transactions_and_never_a_partial_one() {
     let h = start(CommitPolicy::default());
     h.send(vec![
-        Step::Schema(Arc::clone(&h.schema)),
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
         h.rows(0..10, true),
         h.end("MySQL56/u:1-5", true),
     ]);
@@ -179,7 +188,10 @@ fn finish_commits_the_whole_transactions_and_never_a_partial_one() {
 
     let h = start(CommitPolicy::default());
     h.send(vec![
-        Step::Schema(Arc::clone(&h.schema)),
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
         h.rows(0..10, true),
         h.end("MySQL56/u:1-5", true),
         h.rows(10..15, true),
@@ -189,4 +201,53 @@ fn finish_commits_the_whole_transactions_and_never_a_partial_one() {
         0,
         "a transaction still open at Finish rolls back the batch it is in"
     );
+}
+
+#[test]
+fn a_table_streamed_from_the_binlog_during_the_copy_is_not_taken_for_a_copied_one() {
+    // A tablet that did not know table t when it planned its copy streams t's binlog
+    // events during the copy: its FIELD event carries a time. Such a table must get no copy
+    // state, or a resumed copy would start t from the largest key those events wrote.
+    let h = start(CommitPolicy::default());
+    h.send(vec![
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: false,
+        },
+        h.rows(500..510, false),
+        h.end("MySQL56/u:1-6", false),
+    ]);
+    assert_eq!(h.visible_rows(), 10, "committed");
+    let conn = rusqlite::Connection::open(&h.db).unwrap();
+    let states: i64 = conn
+        .query_row("SELECT count(*) FROM _vtmirror_copy_state", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(states, 0, "binlog FIELD events start no copy state");
+    drop(conn);
+    assert_eq!(h.finish(), 10);
+
+    let h = start(CommitPolicy {
+        max_rows: 5,
+        max_delay: Duration::ZERO,
+    });
+    h.send(vec![
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
+        h.rows(0..10, true),
+        h.end("MySQL56/u:1-5", true),
+    ]);
+    assert_eq!(h.visible_rows(), 10, "committed");
+    let conn = rusqlite::Connection::open(&h.db).unwrap();
+    let states: i64 = conn
+        .query_row("SELECT count(*) FROM _vtmirror_copy_state", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(states, 1, "the copy's FIELD event starts one");
+    drop(conn);
+    assert_eq!(h.finish(), 10);
 }

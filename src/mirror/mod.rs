@@ -16,6 +16,7 @@
 pub mod apply;
 pub mod batch;
 pub mod checkpoint;
+pub mod copy_check;
 pub mod ddl;
 pub mod metadata;
 pub mod naming;

@@ -41,6 +41,8 @@ pub enum Reason {
     Requested,
     /// A source DDL the stream cannot follow (`sync --recopy-on-ddl`).
     Ddl,
+    /// The first copy did not deliver it (`mirror::copy_check`).
+    Missing,
 }
 
 impl Reason {
@@ -49,6 +51,7 @@ impl Reason {
             Reason::Added => "added",
             Reason::Requested => "re-copy",
             Reason::Ddl => "re-copy after DDL",
+            Reason::Missing => "missing from the copy",
         }
     }
 }
@@ -157,17 +160,8 @@ pub fn finish_completed(tx: &Connection) -> Result<Vec<String>> {
         if !shards.all(|s| s.completed) {
             continue;
         }
-        // The shadow exists unless no shard sent a FIELD event, which only an empty table
-        // allows: the table then holds no row.
-        if crate::mirror::ddl::current_layout(tx, &copy.shadow)?.is_some() {
-            crate::mirror::ddl::rename_table(tx, &copy.shadow, &copy.table)?;
-        } else {
-            metadata::forget_table(tx, &copy.shadow)?;
-            if crate::mirror::ddl::current_layout(tx, &copy.table)?.is_some() {
-                tx.execute_batch(&format!("DELETE FROM {}", quote(&copy.table)))
-                    .with_context(|| format!("emptying table {}", copy.table))?;
-            }
-        }
+        check_delivered(tx, &copy)?;
+        crate::mirror::ddl::rename_table(tx, &copy.shadow, &copy.table)?;
         tx.execute(
             "UPDATE _vtmirror_copy_state SET completed = 1 WHERE table_name = ?1",
             [&copy.table],
@@ -179,6 +173,26 @@ pub fn finish_completed(tx: &Connection) -> Result<Vec<String>> {
         finished.push(copy.table);
     }
     Ok(finished)
+}
+
+/// vttablet's copy of a table sends its FIELD event first, even when the table is empty, so
+/// a shard that ended its copy without one did not copy the table (its tablet did not know
+/// it). Replacing the table then would leave that shard's rows out: a transient error
+/// instead, so the commit holding that COPY_COMPLETED rolls back and the copy is retried.
+fn check_delivered(tx: &Connection, copy: &TableCopy) -> Result<()> {
+    let fields = metadata::load_fields(tx)?;
+    let delivered = fields.get(&copy.shadow);
+    let states = metadata::copy_states(tx)?;
+    let mut shards = (states.iter()).filter(|s| s.table == copy.shadow);
+    if let Some(state) = shards.find(|s| delivered.is_none_or(|d| !d.contains_key(&s.shard))) {
+        return Err(crate::error::Transient(format!(
+            "the copy of table {} on shard {} ended without sending the table (its tablet \
+             does not know it yet); copying it again",
+            copy.table, state.shard
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The request for a mirror whose first copy completed and that has table copies pending.

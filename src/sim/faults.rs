@@ -50,6 +50,9 @@ struct FaultState {
     min_interval: Option<Duration>,
     /// Crafted responses to slip into the stream (bad wire input).
     injection: Option<Injection>,
+    /// A table the copies of the next streams leave out (a tablet whose schema engine has
+    /// not loaded it yet): (table, only this shard or every shard, streams left).
+    omitted: Option<(String, Option<String>, u32)>,
 }
 
 /// Shared fault switchboard (see `SimVtgate::faults`).
@@ -116,6 +119,60 @@ impl Faults {
     pub fn inject_events(&self, events: u64, crafted: Vec<VEvent>, then: AfterInjection) {
         let response = VStreamResponse { events: crafted };
         self.inject_after_events(events, vec![response], then);
+    }
+
+    /// The next `streams` streams that copy `table` leave it out of the copy on `shard` (every
+    /// shard when None), as a tablet does whose schema engine has not loaded a new table yet
+    /// (vttablet plans a copy from the tables its schema engine knows). Its binlog events
+    /// still flow, as vttablet's catch-up sends those of tables outside the copy plan.
+    pub fn omit_from_copies(&self, table: &str, shard: Option<&str>, streams: u32) {
+        let omitted = (table.to_string(), shard.map(str::to_string), streams);
+        self.lock().omitted = Some(omitted).filter(|o| o.2 > 0);
+    }
+
+    /// Streams that will still leave the table out of their copies.
+    pub fn omissions_left(&self) -> u32 {
+        self.lock().omitted.as_ref().map_or(0, |o| o.2)
+    }
+
+    /// Applies `omit_from_copies` to a resolved stream that copies, counting it; a filter
+    /// naming the table is refused as vttablet refuses it.
+    pub(super) fn omit(
+        &self,
+        setup: &mut super::request::StreamSetup,
+        shard_names: &[String],
+    ) -> Result<(), Status> {
+        let mut st = self.lock();
+        let Some((table, only, left)) = st.omitted.as_mut() else {
+            return Ok(());
+        };
+        let copying = |m: &super::request::StartMode| matches!(m, super::request::StartMode::Copy { plan, .. } if plan.iter().any(|(t, _)| t == table));
+        let named = setup.filter.named_tables().any(|t| t == table.as_str());
+        if named && setup.shards.iter().any(|s| copying(&s.mode)) {
+            let status = Status::unknown(format!("table {table} is not present in the database"));
+            *left -= 1;
+            if *left == 0 {
+                st.omitted = None;
+            }
+            return Err(status);
+        }
+        let mut hit = false;
+        for (start, name) in setup.shards.iter_mut().zip(shard_names) {
+            let super::request::StartMode::Copy { plan, .. } = &mut start.mode else {
+                continue;
+            };
+            if only.as_ref().is_none_or(|s| s == name) && plan.iter().any(|(t, _)| t == table) {
+                plan.retain(|(t, _)| t != table);
+                hit = true;
+            }
+        }
+        if hit {
+            *left -= 1;
+            if *left == 0 {
+                st.omitted = None;
+            }
+        }
+        Ok(())
     }
 
     /// Whether an injection is still waiting to fire.

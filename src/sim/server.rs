@@ -64,7 +64,11 @@ impl Vitess for SimService {
         let stream = {
             let guards = self.keyspaces.lock_all();
             let models = refs(&guards);
-            let setup = resolve(&req, &models)?;
+            let mut setup = resolve(&req, &models)?;
+            let shard_names: Vec<String> = (setup.vgtid.shard_gtids.iter())
+                .map(|s| s.shard.clone())
+                .collect();
+            self.faults.omit(&mut setup, &shard_names)?;
             Stream::new(setup, &models, env, tx)
         };
         tokio::spawn(stream.run());

@@ -50,7 +50,12 @@ pub enum EndKind {
 /// What the writer is asked to do, in stream order.
 #[derive(Debug)]
 pub enum Step {
-    Schema(Arc<ShardSchema>),
+    /// A table schema from a FIELD event; `copied` when the copy sent it (timestamp 0): a
+    /// FIELD event from the binlog means the shard streams a table, not that it copies it.
+    Schema {
+        schema: Arc<ShardSchema>,
+        copied: bool,
+    },
     Rows {
         schema: Arc<ShardSchema>,
         changes: Vec<Change>,
@@ -179,7 +184,8 @@ impl Decoder {
                 let fe =
                     (event.field_event.take()).context("FIELD event carries no field_event")?;
                 if let Some(schema) = self.field(&event, *fe)? {
-                    out.push(Step::Schema(schema));
+                    let copied = event.timestamp == 0;
+                    out.push(Step::Schema { schema, copied });
                 }
             }
             VEventType::Row => {

@@ -115,7 +115,7 @@ fn a_transaction_becomes_schema_rows_and_one_end_with_its_checkpoint() {
         ev(VEventType::Commit),
     ])
     .unwrap();
-    assert!(matches!(steps[0], Step::Schema(_)));
+    assert!(matches!(steps[0], Step::Schema { .. }));
     assert_eq!(
         changes(&steps),
         vec![Change::Upsert(vec![Value::Integer(1), Value::text("a")])]

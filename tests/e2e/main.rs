@@ -1,6 +1,7 @@
 //! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
 //! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
-//! several keyspaces in one mirror and key-range mirrors, tables added and copied again, TLS and
+//! several keyspaces in one mirror and key-range mirrors, tables added and copied again, a
+//! table the replicas' copy missed, TLS and
 //! static auth, planned and emergency reparents, vtgate restarts, copies cut into cycles.
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
@@ -12,6 +13,7 @@ mod failover;
 mod fidelity;
 mod identifiers;
 mod keyspaces;
+mod missing_table;
 mod online_ddl;
 mod reshard;
 mod security;

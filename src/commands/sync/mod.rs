@@ -26,6 +26,7 @@ use crate::source::transport::{Vtgate, VtgateGrpc};
 use crate::source::vstream::{open_event_stream, StreamSpec};
 use tonic::Streaming;
 
+mod missing;
 mod reshard;
 mod tables;
 pub use tables::TableChanges;
@@ -124,15 +125,20 @@ pub async fn run(
             .take()
             .context("mirror handle lost between attempts")?;
         let commits_before = progress.snapshot().commits;
-        let (back, result) = attempt(&opts, current, &progress, &mut shutdown).await?;
+        let (back, result) = match missing::check_copy(&opts, current).await {
+            (checked, Ok(())) => attempt(&opts, checked, &progress, &mut shutdown).await?,
+            (checked, Err(e)) => (checked, Err(e)),
+        };
         let held = &*mirror.insert(back);
         let conn = &held.conn;
         let err = match result {
-            Ok(outcome) => {
+            Ok(Some(outcome)) => {
                 record_status(conn, "state", "stopped");
                 progress.set_state(SyncState::Stopped);
                 return Ok(outcome);
             }
+            // A copy ended: its tables are checked before the stream goes on.
+            Ok(None) => continue,
             Err(err) => err,
         };
         // Remote errors can quote row data: only the redacted rendering is logged or stored
@@ -270,17 +276,22 @@ fn spawn_writer(
     (queue, start_rx, handle)
 }
 
-/// One connection's life. Always returns the mirror (the lock stays held across attempts).
+/// One connection's life: an outcome, or None when a copy ended and the stream stopped
+/// there (`missing`). Always returns the mirror (the lock stays held across attempts).
 async fn attempt(
     opts: &SyncOptions,
     mirror: Mirror,
     progress: &Arc<Progress>,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Result<(Mirror, Result<Outcome>)> {
+) -> Result<(Mirror, Result<Option<Outcome>>)> {
     let (queue, start_rx, handle) = spawn_writer(opts, mirror, progress);
     let result = match start_rx.await {
         Ok(start) => match reshard::follow_reshard_before_copy(opts, start).await {
-            Ok(start) => stream(opts, start, &queue, progress, shutdown).await,
+            Ok(start) => {
+                let copying = start.tables_to_copy.clone();
+                let streamed = stream(opts, start, &queue, progress, shutdown).await;
+                streamed.map_err(|e| crate::error::not_known_yet(e, &copying))
+            }
             Err(e) => Err(e),
         },
         Err(_) => Err(anyhow!("the writer stopped before streaming began")),
@@ -351,7 +362,7 @@ async fn stream(
     queue: &Queue,
     progress: &Progress,
     shutdown: &mut (impl Future<Output = ()> + Unpin),
-) -> Result<Outcome> {
+) -> Result<Option<Outcome>> {
     // Table copies after the first copy end with a COPY_COMPLETED from each copying shard
     // (vtgate sends its final one only when every shard of the stream copied).
     let mut copying_shards = start.copying_shards.clone();
@@ -359,7 +370,7 @@ async fn stream(
         (start.copy_completed && copying_shards.is_empty()) || !copy_requested(&start.vgtid);
     if let Some(target) = &opts.stop_at {
         if reached(&start.vgtid, target)? {
-            return Ok(Outcome::CaughtUp);
+            return Ok(Some(Outcome::CaughtUp));
         }
     }
     if !start.resumed {
@@ -368,7 +379,7 @@ async fn stream(
         let checked = crate::source::catalog::check(&opts.spec, !copy_done);
         tokio::select! {
             r = checked => r?,
-            _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+            _ = &mut *shutdown => return Ok(Some(Outcome::Shutdown)),
         }
     }
     tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
@@ -386,11 +397,12 @@ async fn stream(
         tracing::info!(tables = ?start.tables_to_copy, "copying single tables");
         flags.tables_to_copy = start.tables_to_copy;
     }
+    missing::name_copied_tables(opts, &mut request);
     // The stall timeout also bounds the wait for the stream's headers: a vtgate that accepts
     // the connection and then says nothing would otherwise hold us until HTTP/2 keepalive.
     let opened = tokio::select! {
         r = tokio::time::timeout(stall, open(&opts.spec.vtgate, request)) => r,
-        _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+        _ = &mut *shutdown => return Ok(Some(Outcome::Shutdown)),
     };
     let (_client, mut responses) = opened.map_err(|_| {
         Transient(format!(
@@ -413,11 +425,11 @@ async fn stream(
         };
         let next = tokio::select! {
             r = tokio::time::timeout(wait, responses.message()) => r,
-            _ = &mut *shutdown => return Ok(Outcome::Shutdown),
+            _ = &mut *shutdown => return Ok(Some(Outcome::Shutdown)),
         };
         let response = match next {
             Err(_) if caught_up_mode && last_data.elapsed() >= opts.caught_up_idle => {
-                return Ok(Outcome::CaughtUp)
+                return Ok(Some(Outcome::CaughtUp))
             }
             Err(_) if last_message.elapsed() >= stall => {
                 return Err(
@@ -442,10 +454,12 @@ async fn stream(
             if let Some(last) = stop_index(&steps, target)? {
                 steps.truncate(last + 1);
                 queue.send_steps(steps).await?;
-                return Ok(Outcome::CaughtUp);
+                return Ok(Some(Outcome::CaughtUp));
             }
         }
-        for step in &steps {
+        let mut copy_ended = None;
+        for (i, step) in steps.iter().enumerate() {
+            let copying = !copy_done;
             match step {
                 Step::CopyCompleted => copy_done = true,
                 Step::ShardCopyCompleted { shard } if start.copy_completed => {
@@ -454,6 +468,20 @@ async fn stream(
                 }
                 _ => {}
             }
+            if copying && copy_done {
+                copy_ended = Some(i);
+                break;
+            }
+        }
+        // The stream stops where the copy ended, so that no later event is applied before
+        // the copy's tables are checked (`missing`): the next stream resumes from there.
+        if let Some(last) = copy_ended {
+            steps.truncate(last + 1);
+            queue.send_steps(steps).await?;
+            return Ok(match opts.exit_after_copy {
+                true => Some(Outcome::CaughtUp),
+                false => None,
+            });
         }
         if data {
             last_data = Instant::now();
@@ -462,7 +490,7 @@ async fn stream(
             queue.send_steps(steps).await?;
         }
         if opts.exit_after_copy && copy_done && !decoder.in_transaction() {
-            return Ok(Outcome::CaughtUp);
+            return Ok(Some(Outcome::CaughtUp));
         }
         if opts.exit_when_caught_up
             && copy_done
@@ -470,7 +498,7 @@ async fn stream(
             && !decoder.in_transaction()
             && last_data.elapsed() >= opts.caught_up_idle
         {
-            return Ok(Outcome::CaughtUp);
+            return Ok(Some(Outcome::CaughtUp));
         }
     }
 }

@@ -178,7 +178,7 @@ fn mirrored_tables(mirror: &Mirror) -> Result<BTreeSet<String>> {
 
 /// The mirror tables the new selection names in the keyspaces the checkpoint covers: from
 /// vtgate's table lists, or from the exact names of the rules when vtgate lists nothing.
-async fn selected_tables(
+pub(super) async fn selected_tables(
     opts: &SyncOptions,
     naming: &Naming,
     vgtid: &VGtid,

@@ -31,7 +31,10 @@ pub(super) struct MirrorTable {
 }
 
 impl Writer {
-    pub(super) fn apply_schema(&mut self, incoming: &Arc<ShardSchema>) -> Result<()> {
+    /// Records a shard's table schema. Only a copy's FIELD event starts a copy state: a
+    /// table that arrives by binlog events during the copy (a tablet that did not know it
+    /// when it planned the copy) is not one the copy delivered (`mirror::copy_check`).
+    pub(super) fn apply_schema(&mut self, incoming: &Arc<ShardSchema>, copied: bool) -> Result<()> {
         self.begin()?;
         let table_name = self.target(&incoming.schema.table).to_string();
         if let Some(other) = crate::mirror::schema::case_collision(self.tables.keys(), &table_name)
@@ -44,7 +47,7 @@ impl Writer {
         let table = self.tables.entry(table_name.clone()).or_default();
         table.statements.remove(&incoming.shard);
         let conn = &self.mirror.conn;
-        if !self.copy_completed && !self.shards_copied.contains(&incoming.shard) {
+        if copied && !self.copy_completed && !self.shards_copied.contains(&incoming.shard) {
             metadata::add_copy_progress(conn, &incoming.shard, &table_name, 0)?;
             self.pending.copy_changed = true;
         }
@@ -192,7 +195,7 @@ impl Writer {
         let target = self.target(&schema.schema.table);
         let known = (self.tables.get(target)).is_some_and(|t| t.shards.contains_key(&schema.shard));
         if !known {
-            self.apply_schema(schema)?;
+            self.apply_schema(schema, false)?;
         }
         Ok(())
     }

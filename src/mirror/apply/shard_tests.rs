@@ -93,7 +93,10 @@ impl Mirrored {
             Event::Truncate => ddl(SourceDdl::Truncate(table.into())),
             Event::Drop => ddl(SourceDdl::DropTables(vec![table.into()])),
             Event::Rename(from, to) => ddl(SourceDdl::RenameTables(vec![(from.into(), to.into())])),
-            Event::Create => Step::Schema(schema(shard, table)),
+            Event::Create => Step::Schema {
+                schema: schema(shard, table),
+                copied: false,
+            },
         };
         self.gtid += 1;
         let end = Step::TxEnd {
