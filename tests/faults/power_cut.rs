@@ -11,8 +11,8 @@
 //! must have torn a write (sectors both written and dropped), and most `full` cuts must be
 //! checked against a logged commit. The VFS shares its view of a file among the connections
 //! of the process, so the WAL checkpoint thread can run under it as in production
-//! (`VTMIRROR_POWER_CUT_WAL_THREAD=1`); the test that does so, and must see cuts inside its
-//! passes, is ignored for now: with the thread, a few cuts left a malformed file.
+//! (`VTMIRROR_POWER_CUT_WAL_THREAD=1`); the test that does so must also see cuts inside its
+//! passes. The other test keeps the thread off, so that the writer's own checkpoints are cut.
 //!
 //! Tunable: VTMIRROR_POWER_CUTS (default 60 per durability), VTMIRROR_POWER_CUT_SEED.
 
@@ -305,11 +305,9 @@ async fn power_cuts_in_copy_catch_up_and_replication_leave_a_consistent_file_tha
 }
 
 /// As in production, with the WAL checkpoint thread, so that cuts land in its passes too.
-/// Ignored: in its first runs (2026-12-07) 2 of about 200 cuts left a malformed file
-/// (`integrity_check`: "Rowid … out of order"), which the same cuts without the thread never
-/// did; whether SQLite or this VFS's model is at fault is not known yet (RELIABILITY.md).
+/// Its malformed files of 2026-12-07 were the VFS's own doing, not SQLite's (RELIABILITY.md,
+/// "Power loss"; `mirror::power_cut::vfs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "2 of about 200 cuts left a malformed file with the thread on; under investigation"]
 async fn power_cuts_inside_wal_checkpoint_passes_leave_a_consistent_file_that_resumes() {
     let in_wal_checkpoint = cuts_under_both_durabilities(true).await;
     assert!(

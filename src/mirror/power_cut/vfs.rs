@@ -10,6 +10,11 @@
 //! connection of the process that opens a path (the writer's and the WAL checkpoint
 //! thread's, `mirror::wal`) sees the writes the others have not synced yet, and a sync
 //! through any handle writes them all. It is written out when the last handle closes.
+//!
+//! Threads share that cache as they would a kernel's, so the disk is read under the file's
+//! lock: read outside it, a file size taken before another thread's sync made a write
+//! zero-fill the sector it shared with that sync's last frame (the malformed files of
+//! 2026-12-07, RELIABILITY.md). After a cut nothing reaches the disk (`power`).
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
@@ -19,6 +24,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rusqlite::ffi;
 
 use super::{Flush, Overlay};
+use passthrough::*;
+
+mod passthrough;
+mod power;
 
 /// The registered VFS's name, for `Connection::open_with_flags_and_vfs`.
 pub const NAME: &str = "vtmirror-power-cut";
@@ -56,21 +65,21 @@ fn open_overlay(path: Option<&String>) -> Arc<Mutex<Overlay>> {
     Arc::clone(&entry.0)
 }
 
-/// Forgets one handle of `path`; true when it was the last one.
-fn close_overlay(path: Option<&String>) -> bool {
+/// Forgets one handle of `path`; when it was the last one, `last` writes out what is pending,
+/// before a new handle on the path could read the disk.
+fn close_overlay(path: Option<&String>, last: impl FnOnce()) {
     let Some(path) = path else {
-        return true;
+        return last();
     };
     let mut map = shared().lock().unwrap_or_else(|e| e.into_inner());
     let Some(entry) = map.get_mut(path) else {
-        return true;
+        return last();
     };
     entry.1 -= 1;
-    if entry.1 > 0 {
-        return false;
+    if entry.1 == 0 {
+        last();
+        map.remove(path);
     }
-    map.remove(path);
-    true
 }
 
 /// The sync at which to cut power, when the variable asks for one.
@@ -101,6 +110,7 @@ pub fn register() -> anyhow::Result<()> {
             vfs.szOsFile = (std::mem::size_of::<CutFile>() as c_int) + (*default).szOsFile;
             vfs.pNext = std::ptr::null_mut();
             vfs.xOpen = Some(x_open);
+            vfs.xDelete = Some(x_delete);
             let vfs = Box::into_raw(Box::new(vfs));
             match ffi::sqlite3_vfs_register(vfs, 0) {
                 ffi::SQLITE_OK => Ok(()),
@@ -157,9 +167,12 @@ unsafe extern "C" fn x_open(
     let cut = file as *mut CutFile;
     let inner = (file as *mut u8).add(std::mem::size_of::<CutFile>()) as *mut ffi::sqlite3_file;
     (*cut).base.pMethods = std::ptr::null();
+    // Opening may create the file.
+    let power = power::on_or_park();
     let rc = ((*default).xOpen.expect("the default VFS opens files"))(
         default, name, inner, flags, out_flags,
     );
+    drop(power);
     if rc != ffi::SQLITE_OK {
         return rc;
     }
@@ -219,6 +232,16 @@ unsafe fn flush(inner: *mut ffi::sqlite3_file, flush: &Flush) -> c_int {
     }
 }
 
+unsafe extern "C" fn x_delete(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync_dir: c_int,
+) -> c_int {
+    let default = ffi::sqlite3_vfs_find(std::ptr::null());
+    let _power = power::on_or_park();
+    ((*default).xDelete.expect("the default VFS deletes files"))(default, name, sync_dir)
+}
+
 unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     let cut = file as *mut CutFile;
     let inner = (*cut).inner;
@@ -226,12 +249,13 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
     // handle on the file closes (the others still read it from the overlay).
     let pending = Arc::from_raw((*cut).overlay);
     let path = Box::from_raw((*cut).path);
-    if close_overlay(path.as_ref().as_ref()) {
-        let taken = pending.lock().map(|mut o| o.take());
-        if let Ok(taken) = taken {
+    close_overlay(path.as_ref().as_ref(), || {
+        if let Ok(mut overlay) = pending.lock() {
+            let taken = overlay.take();
+            let _power = power::on_or_park();
             flush(inner, &taken);
         }
-    }
+    });
     (methods(inner).xClose.expect("xClose"))(inner)
 }
 
@@ -243,10 +267,10 @@ unsafe extern "C" fn x_read(
 ) -> c_int {
     let inner = inner(file);
     let buf = std::slice::from_raw_parts_mut(buf as *mut u8, amt.max(0) as usize);
-    let size = disk_size(inner);
     let Ok(overlay) = overlay(file).lock() else {
         return ffi::SQLITE_IOERR_READ;
     };
+    let size = disk_size(inner);
     let short = overlay.read(buf, off as u64, size, |b, o| disk_read(inner, b, o));
     if short {
         ffi::SQLITE_IOERR_SHORT_READ
@@ -263,10 +287,12 @@ unsafe extern "C" fn x_write(
 ) -> c_int {
     let inner = inner(file);
     let data = std::slice::from_raw_parts(buf as *const u8, amt.max(0) as usize);
-    let size = disk_size(inner);
     let Ok(mut overlay) = overlay(file).lock() else {
         return ffi::SQLITE_IOERR_WRITE;
     };
+    // Only memory changes here, but nothing at all happens after a cut.
+    drop(power::on_or_park());
+    let size = disk_size(inner);
     overlay.write(data, off as u64, size, |b, o| disk_read(inner, b, o));
     ffi::SQLITE_OK
 }
@@ -275,6 +301,7 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3
     let Ok(mut overlay) = overlay(file).lock() else {
         return ffi::SQLITE_IOERR_TRUNCATE;
     };
+    drop(power::on_or_park());
     overlay.truncate(size.max(0) as u64);
     ffi::SQLITE_OK
 }
@@ -289,6 +316,7 @@ unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int
     if armed() == Some(n) {
         cut_power(inner, taken, n);
     }
+    let _power = power::on_or_park();
     let rc = flush(inner, &taken);
     if rc != ffi::SQLITE_OK {
         return rc;
@@ -296,10 +324,12 @@ unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int
     (methods(inner).xSync.expect("xSync"))(inner, flags)
 }
 
-/// Writes a random half of the pending sectors (a torn write), then SIGKILLs the process.
-/// Reports on stderr, for the tests to count: the sync, the thread that ran it (the writer,
-/// or `wal-checkpoints`), and how many pending sectors were written and dropped.
+/// Cuts the power (no other thread reaches the disk after this), writes a random half of the
+/// pending sectors (a torn write), then SIGKILLs the process. Reports on stderr, for the tests
+/// to count: the sync, the thread that ran it (the writer, or `wal-checkpoints`), and how many
+/// pending sectors were written and dropped.
 unsafe fn cut_power(inner: *mut ffi::sqlite3_file, mut taken: Flush, n: u64) -> ! {
+    power::POWER.cut();
     let pending = taken.writes.len();
     let seed: u64 = std::env::var(SEED_VARIABLE)
         .ok()
@@ -333,100 +363,13 @@ unsafe extern "C" fn x_file_size(
     out: *mut ffi::sqlite3_int64,
 ) -> c_int {
     let inner = inner(file);
-    let size = disk_size(inner);
     let Ok(overlay) = overlay(file).lock() else {
         return ffi::SQLITE_IOERR_FSTAT;
     };
+    let size = disk_size(inner);
     *out = overlay.size(size) as ffi::sqlite3_int64;
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let inner = inner(file);
-    (methods(inner).xLock.expect("xLock"))(inner, level)
-}
-
-unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    let inner = inner(file);
-    (methods(inner).xUnlock.expect("xUnlock"))(inner, level)
-}
-
-unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *mut c_int) -> c_int {
-    let inner = inner(file);
-    (methods(inner)
-        .xCheckReservedLock
-        .expect("xCheckReservedLock"))(inner, out)
-}
-
-unsafe extern "C" fn x_file_control(
-    file: *mut ffi::sqlite3_file,
-    op: c_int,
-    arg: *mut c_void,
-) -> c_int {
-    // A size hint would grow the file on disk behind the overlay; SQLite does without.
-    if op == ffi::SQLITE_FCNTL_SIZE_HINT {
-        return ffi::SQLITE_NOTFOUND;
-    }
-    let inner = inner(file);
-    (methods(inner).xFileControl.expect("xFileControl"))(inner, op, arg)
-}
-
-unsafe extern "C" fn x_sector_size(_file: *mut ffi::sqlite3_file) -> c_int {
-    super::SECTOR as c_int
-}
-
-unsafe extern "C" fn x_device_characteristics(file: *mut ffi::sqlite3_file) -> c_int {
-    let inner = inner(file);
-    (methods(inner)
-        .xDeviceCharacteristics
-        .expect("xDeviceCharacteristics"))(inner)
-}
-
-unsafe extern "C" fn x_shm_map(
-    file: *mut ffi::sqlite3_file,
-    page: c_int,
-    size: c_int,
-    extend: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    let inner = inner(file);
-    (methods(inner).xShmMap.expect("xShmMap"))(inner, page, size, extend, out)
-}
-
-unsafe extern "C" fn x_shm_lock(
-    file: *mut ffi::sqlite3_file,
-    offset: c_int,
-    n: c_int,
-    flags: c_int,
-) -> c_int {
-    let inner = inner(file);
-    (methods(inner).xShmLock.expect("xShmLock"))(inner, offset, n, flags)
-}
-
-unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
-    let inner = inner(file);
-    (methods(inner).xShmBarrier.expect("xShmBarrier"))(inner)
-}
-
-unsafe extern "C" fn x_shm_unmap(file: *mut ffi::sqlite3_file, delete: c_int) -> c_int {
-    let inner = inner(file);
-    (methods(inner).xShmUnmap.expect("xShmUnmap"))(inner, delete)
-}
-
-unsafe extern "C" fn x_fetch(
-    _file: *mut ffi::sqlite3_file,
-    _off: ffi::sqlite3_int64,
-    _amt: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    *out = std::ptr::null_mut();
-    ffi::SQLITE_OK
-}
-
-unsafe extern "C" fn x_unfetch(
-    _file: *mut ffi::sqlite3_file,
-    _off: ffi::sqlite3_int64,
-    _p: *mut c_void,
-) -> c_int {
-    ffi::SQLITE_OK
-}
+#[cfg(test)]
+mod tests;
