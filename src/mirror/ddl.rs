@@ -213,7 +213,7 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
             let table = &scope.table(table);
             check_retype(conn, scope, table, columns)?;
             match renamed {
-                Some((from, to)) => rename_column(conn, table, from, to),
+                Some((from, to)) => rename_column(conn, scope, table, from, to),
                 None => Ok(()),
             }
         }
@@ -231,7 +231,7 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
         }
         SourceDdl::RenameTables(pairs) => rename_tables(conn, scope, pairs),
         SourceDdl::RenameColumn { table, from, to } => {
-            rename_column(conn, &scope.table(table), from, to)
+            rename_column(conn, scope, &scope.table(table), from, to)
         }
         SourceDdl::ShadowAlter { shadow, statement } => {
             metadata::remember_shadow_ddl(conn, scope.shard, shadow, statement)
@@ -331,9 +331,30 @@ fn cut_over(conn: &Connection, scope: &DdlScope, shadow: &str, bare: &str) -> Re
     Ok(())
 }
 
-fn rename_column(conn: &Connection, table: &str, from: &str, to: &str) -> Result<()> {
+/// A column rename, for the whole table: so only where one shard holds every key. In a
+/// sharded keyspace each shard renames at its own binlog position (a direct ALTER runs on
+/// each shard, an online DDL cuts over shard by shard), and until then that shard's rows
+/// stream the old name; one SQLite column cannot carry both, and renaming at the first
+/// shard's statement would apply it to the other shards' rows too. A definite stop instead
+/// (`--recopy-on-ddl` copies the table again).
+fn rename_column(
+    conn: &Connection,
+    scope: &DdlScope,
+    table: &str,
+    from: &str,
+    to: &str,
+) -> Result<()> {
     let has_column =
         current_layout(conn, table)?.is_some_and(|l| l.columns.iter().any(|(n, _)| n == from));
+    if has_column && owner_of(scope.shard).is_some() && !scope.copying.contains_key(table) {
+        return Err(CannotFollow::error(
+            table,
+            format!(
+                "source DDL on table {table} cannot be mirrored: column {from} is renamed to                  {to} in a sharded keyspace, where each shard renames it at its own time                  (shard {} first)",
+                scope.shard
+            ),
+        ));
+    }
     if has_column {
         conn.execute_batch(&format!(
             "ALTER TABLE {} RENAME COLUMN {} TO {}",
@@ -380,6 +401,41 @@ mod tests {
             .unwrap();
         assert_eq!(x, "5");
         assert!(!ensure_layout(&conn, "t", &v2).unwrap());
+    }
+
+    #[test]
+    fn a_column_rename_stops_in_a_sharded_keyspace_and_is_followed_on_a_full_range_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = crate::mirror::store::Identity {
+            keyspace: "ks".into(),
+            filter: "[]".into(),
+        };
+        let durability = crate::mirror::store::Durability::Normal;
+        let mirror =
+            crate::mirror::store::Mirror::open(&dir.path().join("m.db"), &identity, durability)
+                .unwrap();
+        let conn = &mirror.conn;
+        let v1 = layout(&[("id", Storage::Integer), ("c", Storage::Text)], &["id"]);
+        ensure_layout(conn, "t", &v1).unwrap();
+        let (naming, copying) = (Naming::of_label(""), HashMap::new());
+        let rename = SourceDdl::RenameColumn {
+            table: "t".into(),
+            from: "c".into(),
+            to: "d".into(),
+        };
+        let scope = |shard| DdlScope {
+            keyspace: "ks",
+            shard,
+            naming: &naming,
+            copying: &copying,
+        };
+        let err = apply_source_ddl(conn, &scope("-80"), &rename).unwrap_err();
+        assert!(err.downcast_ref::<CannotFollow>().is_some(), "{err:#}");
+        assert!(err.to_string().contains("table t"), "{err}");
+        assert_eq!(current_layout(conn, "t").unwrap().unwrap(), v1, "untouched");
+        apply_source_ddl(conn, &scope("0"), &rename).unwrap();
+        let v2 = layout(&[("id", Storage::Integer), ("d", Storage::Text)], &["id"]);
+        assert_eq!(current_layout(conn, "t").unwrap().unwrap(), v2);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use mysql::prelude::Queryable;
 
 use crate::support::vitess::{
-    assert_rows_equal, mirror_rows, part_rows, run_sql, sync_process, Cleanup, Cluster, KillOnDrop,
-    Part,
+    assert_rows_equal, mirror_rows, part_rows, run_sql, sync_process, sync_until_caught_up,
+    Cleanup, Cluster, KillOnDrop, Part,
 };
 
 const SHARDS: [&str; 2] = ["-80", "80-"];
@@ -175,4 +175,113 @@ fn a_truncate_and_a_drop_on_a_sharded_keyspace_affect_only_each_shards_rows() {
         sync_child.assert_running(&format!("after round {round}"));
     }
     sync_child.sigkill("after the last round");
+}
+
+/// A column rename runs on each shard at its own binlog position, and until then that shard's
+/// rows stream the old name: the sync stops naming the table instead of renaming the column
+/// for every shard's rows at the first shard's statement, and `--recopy-on-ddl` then makes
+/// the mirror equal under the new name.
+#[test]
+fn a_column_rename_on_a_sharded_keyspace_stops_naming_the_table_and_a_recopy_makes_it_equal() {
+    let Some(c) = crate::support::vitess::cluster("") else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&c).then("things", "DROP TABLE IF EXISTS shm_rename");
+    create(&c, "shm_rename");
+    insert_on(&c, "-80", "shm_rename", 1, 100, "left-");
+    insert_on(&c, "80-", "shm_rename", 101, 100, "right-");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rename.db");
+    let args = ["--tablet-type", "primary", "--tables", "shm_rename"];
+    let sync = |extra: &[&str]| sync_until_caught_up(&c.grpc, "things", &db, extra);
+    let (ok, err) = sync(&args);
+    assert!(ok, "first sync failed: {err}");
+    run_sql(
+        &mut c.sql("things"),
+        &["ALTER TABLE shm_rename RENAME COLUMN v TO w"],
+    );
+    insert_on_renamed(&c);
+    let (ok, err) = sync(&args);
+    assert!(
+        !ok && err.contains("shm_rename") && err.contains("cannot be mirrored"),
+        "the sync must stop naming shm_rename: {err}"
+    );
+    let (ok, err) = sync(&[&args[..], &["--recopy-on-ddl"]].concat());
+    assert!(ok, "--recopy-on-ddl sync failed: {err}");
+    let want = part_rows(&c, &Part::shards("things", &SHARDS), "shm_rename", 1);
+    assert_eq!(assert_rows_equal(&want, &db, "shm_rename", 1), 220);
+    let columns = vtmirror::mirror::ddl::current_layout(
+        &rusqlite::Connection::open(&db).unwrap(),
+        "shm_rename",
+    )
+    .unwrap()
+    .unwrap()
+    .columns;
+    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["id", "w"], "the mirror holds the new name only");
+    println!(
+        "column rename on both shards: stopped naming the table, then re-copied equal (220 rows)"
+    );
+}
+
+/// Rows written on both shards after the rename, under the new name.
+fn insert_on_renamed(c: &Cluster) {
+    for (shard, first) in [("-80", 1_001), ("80-", 2_001)] {
+        let mut conn = c.sql(&format!("things:{shard}"));
+        let values: Vec<String> = (first..first + 10)
+            .map(|i| format!("({i}, 'renamed-{i}')"))
+            .collect();
+        conn.query_drop(format!(
+            "INSERT INTO shm_rename (id, w) VALUES {}",
+            values.join(", ")
+        ))
+        .unwrap();
+    }
+}
+
+/// Two shards holding one key at once, beyond a move (a sharded table whose ids are unique
+/// per shard only): once both shards' streams passed a minute of their own binlog time
+/// without either deleting the key, the running sync stops naming the table and both shards,
+/// never merging the two rows into one.
+#[test]
+fn a_key_two_shards_hold_at_once_stops_the_sync_naming_table_and_shards() {
+    let Some(c) = crate::support::vitess::cluster("") else {
+        return;
+    };
+    let _cleanup = Cleanup::new(&c).then("things", "DROP TABLE IF EXISTS shm_twice");
+    create(&c, "shm_twice");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("twice.db");
+    let grpc = c.grpc.clone();
+    let db_path = db.clone();
+    let sync = std::thread::spawn(move || {
+        let args = ["--tablet-type", "primary", "--tables", "shm_twice"];
+        sync_until_caught_up(&grpc, "things", &db_path, &args)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    insert_on(&c, "-80", "shm_twice", 1, 1, "left-");
+    insert_on(&c, "80-", "shm_twice", 1, 1, "right-");
+    // Both streams must pass 60 s of their own binlog time: a row a second on each shard.
+    let began = Instant::now();
+    let mut id = 100;
+    while began.elapsed() < Duration::from_secs(75) && !sync.is_finished() {
+        for shard in SHARDS {
+            insert_on(&c, shard, "shm_twice", id, 1, "filler-");
+            id += 1;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (ok, err) = sync.join().unwrap();
+    assert!(
+        !ok && err.contains("shm_twice") && err.contains("at once"),
+        "the sync must stop naming the table: {err}"
+    );
+    assert!(
+        err.contains("-80") && err.contains("80-"),
+        "both shards: {err}"
+    );
+    println!(
+        "a key held by both shards: the sync stopped after {:.0} s naming table and shards",
+        began.elapsed().as_secs_f64()
+    );
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::checkpoint_watch::{copy_completed, CheckpointWatch};
 use crate::support::proxy::Proxy;
-use crate::support::sync_runner::{caught_up, wait_until, BinarySync, LibrarySync};
+use crate::support::sync_runner::{caught_up, mirror_report, wait_until, BinarySync, LibrarySync};
 use crate::support::*;
 use tokio::sync::watch;
 use tonic::Code;
@@ -69,8 +69,9 @@ async fn converge(
     stop_writes.send_replace(true);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        wait_until(Duration::from_secs(60), || caught_up(db, model)).await,
-        "the mirror did not catch up within 60 s after the faults"
+        wait_until(Duration::from_secs(120), || caught_up(db, model)).await,
+        "the mirror did not catch up within 120 s after the faults; {}",
+        mirror_report(db)
     );
     assert_mirror_equals_source(db, model)
 }
@@ -355,7 +356,11 @@ async fn bursts_of_unavailable_and_cluster_event_errors_are_retried_and_converge
         let (code, text) = CLUSTER_ERRORS[round % CLUSTER_ERRORS.len()];
         if round == rounds / 2 {
             // The second half hits replication.
-            assert!(wait_until(Duration::from_secs(60), || copy_completed(&db)).await);
+            assert!(
+                wait_until(Duration::from_secs(120), || copy_completed(&db)).await,
+                "round {round}: the copy did not complete; {}",
+                mirror_report(&db)
+            );
         }
         let burst = rng.between(1, 4) as usize;
         let before = server.requests().len();
@@ -365,11 +370,17 @@ async fn bursts_of_unavailable_and_cluster_event_errors_are_retried_and_converge
         server
             .faults()
             .fail_after_events(rng.between(1, 400), code, text);
-        let retried = wait_until(Duration::from_secs(30), || {
+        let retried = wait_until(Duration::from_secs(90), || {
             server.requests().len() > before + burst
         })
         .await;
-        assert!(retried, "round {round}: {text}");
+        assert!(
+            retried,
+            "round {round}: {text}: {} requests after {before} (sync ended: {}); {}",
+            server.requests().len(),
+            sync.has_ended(),
+            mirror_report(&db)
+        );
         sync.assert_running(&format!("after {code:?}: {text}"));
         watch.observe(&format!("after round {round}"));
         (mid_stream, rejected) = (mid_stream + 1, rejected + burst);
@@ -398,7 +409,13 @@ async fn a_replayed_transaction_after_a_cut_mid_transaction_is_applied_once() {
     let mut opts = options(&proxy.endpoint(), &db);
     opts.exit_when_caught_up = false;
     let sync = LibrarySync::spawn(opts);
-    assert!(wait_until(Duration::from_secs(60), || caught_up(&db, &model)).await);
+    assert!(
+        wait_until(Duration::from_secs(120), || caught_up(&db, &model)).await,
+        "no first catch-up ({} requests, sync ended: {}); {}",
+        server.requests().len(),
+        sync.has_ended(),
+        mirror_report(&db)
+    );
     let writes = live_writes(&model, 10.0);
     let mut watch = CheckpointWatch::new(&db);
     let (mut cuts, mut errors) = (0, 0);

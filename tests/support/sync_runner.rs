@@ -35,6 +35,11 @@ impl LibrarySync {
         assert!(!self.task.is_finished(), "the sync ended {context}");
     }
 
+    /// Whether the sync already ended (for a failing wait's message).
+    pub fn has_ended(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Asks the sync to stop and returns how it ended.
     pub async fn stop(mut self) -> anyhow::Result<Outcome> {
         if let Some(stop) = self.stop.take() {
@@ -151,4 +156,29 @@ pub fn caught_up(db: &Path, model: &SharedModel) -> bool {
     };
     super::positions(&stored) == super::positions(&model.positions())
         && super::checkpoint_watch::copy_completed(db)
+}
+
+/// What a mirror says of itself, for a failing wait's message: its status rows (state,
+/// phase, last error) and stored position, or why it could not be read.
+pub fn mirror_report(db: &Path) -> String {
+    let Ok(conn) = rusqlite::Connection::open(db) else {
+        return format!("{} cannot be opened", db.display());
+    };
+    let status = conn
+        .prepare("SELECT key || '=' || value FROM _vtmirror_status ORDER BY key")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_or_else(|e| format!("no status ({e})"), |rows| rows.join("; "));
+    let position = conn
+        .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .ok()
+        .and_then(|bytes| vtmirror::mirror::checkpoint::decode(&bytes).ok())
+        .map_or("none".to_string(), |v| {
+            vtmirror::mirror::checkpoint::to_json(&v).to_string()
+        });
+    format!("mirror status: {status}; checkpoint: {position}")
 }
