@@ -19,6 +19,13 @@ use crate::support::vitess::*;
 fn a_table_created_right_before_a_fresh_replica_sync_is_mirrored_whole() {
     let Some(c) = cluster("") else { return };
     let mut conn = c.sql("commerce");
+    // A table the test's rule selects that the replica knows, so that its copy plan is never
+    // empty (vttablet refuses a copy of nothing: "stream needs a position or a table").
+    run_sql(
+        &mut conn,
+        &["CREATE TABLE IF NOT EXISTS mt_new_anchor (id BIGINT NOT NULL PRIMARY KEY)"],
+    );
+    wait_until_the_replica_knows(&c, "mt_new_anchor");
     // Round 0: SIGKILLed 3 s in (mid-copy, or before the missed table is copied), resumed.
     // Round 1: one sync, whose copy ends without the table (the check after the copy).
     for (round, kill_after) in [(0, Some(Duration::from_secs(3))), (1, None)] {
@@ -80,17 +87,41 @@ fn mirror_new_table(
             std::thread::sleep(Duration::from_millis(100));
         }
     });
-    // The default tablet type (replica) and rule (`/.*`), as a user would start it.
+    // The default tablet type (replica) and a pattern rule, as a user would start it. The
+    // pattern is this test's own (`/.*` would also select tables other tests just dropped,
+    // on which a replica that still lists them stalls the copy inside Vitess).
+    let rule = ["--rule", "/^mt_new_/"];
     if let Some(delay) = kill_after {
-        sync_then_sigkill(&c.grpc, "commerce", db, &[], delay);
+        sync_then_sigkill(&c.grpc, "commerce", db, &rule, delay);
     }
-    let (ok, err) = sync_until_caught_up(&c.grpc, "commerce", db, &[]);
+    let (ok, err) = sync_until_caught_up(&c.grpc, "commerce", db, &rule);
     writes.join().unwrap();
     assert!(ok, "sync failed: {err}");
     // Writes that came after the sync caught up: one more pass takes them in.
-    let (ok, err2) = sync_until_caught_up(&c.grpc, "commerce", db, &[]);
+    let (ok, err2) = sync_until_caught_up(&c.grpc, "commerce", db, &rule);
     assert!(ok, "sync failed: {err2}");
     let rows = assert_same(conn, db, table, 1);
     let waited = err.contains("not present in the database") || err.contains("did not deliver");
     (rows, waited)
+}
+
+/// Waits (up to two minutes) until a replica's copy of `table` alone succeeds: until then
+/// vttablet refuses it ("table … is not present in the database").
+fn wait_until_the_replica_knows(c: &Cluster, table: &str) {
+    let began = std::time::Instant::now();
+    loop {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("probe.db");
+        let (ok, err) = sync_until_caught_up(&c.grpc, "commerce", &db, &["--tables", table]);
+        if ok {
+            return;
+        }
+        assert!(
+            err.contains("not present in the database")
+                && began.elapsed() < Duration::from_secs(120),
+            "the replica does not know {table} after {:?}: {err}",
+            began.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
