@@ -23,6 +23,11 @@ struct Harness {
 }
 
 fn start(policy: CommitPolicy) -> Harness {
+    start_on(policy, |_| {})
+}
+
+/// As `start`, with `prepare` run on the mirror before the writer takes it.
+fn start_on(policy: CommitPolicy, prepare: impl FnOnce(&Mirror)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("m.db");
     let identity = Identity {
@@ -30,6 +35,7 @@ fn start(policy: CommitPolicy) -> Harness {
         filter: "[]".into(),
     };
     let mirror = Mirror::open(&db, &identity, Durability::Normal).unwrap();
+    prepare(&mirror);
     let (tx, rx) = mpsc::channel(64);
     let progress = Arc::new(Progress::default());
     let writer = std::thread::spawn(move || Writer::new(mirror, policy, progress).run(rx));
@@ -250,4 +256,69 @@ fn a_table_streamed_from_the_binlog_during_the_copy_is_not_taken_for_a_copied_on
     assert_eq!(states, 1, "the copy's FIELD event starts one");
     drop(conn);
     assert_eq!(h.finish(), 10);
+}
+
+#[test]
+fn a_table_copy_whose_shard_streams_the_table_before_copying_it_is_retried() {
+    // A mirror whose first copy completed, copying table t again: a shard whose tablet does
+    // not know t sends its binlog FIELD event instead of the copy's. Applied, the shadow
+    // would look delivered while holding none of t's older rows.
+    let copying_t = |mirror: &Mirror| {
+        let vgtid = VGtid {
+            shard_gtids: vec![ShardGtid {
+                keyspace: "ks".into(),
+                shard: "0".into(),
+                gtid: "MySQL56/u:1-5".into(),
+                table_p_ks: vec![],
+            }],
+        };
+        let tx = mirror.conn.unchecked_transaction().unwrap();
+        crate::mirror::metadata::save_checkpoint(&tx, &vgtid, 1, 0).unwrap();
+        crate::mirror::metadata::mark_copy_completed(&tx).unwrap();
+        let tables = ["t".to_string()];
+        let reason = crate::mirror::table_copy::Reason::Added;
+        crate::mirror::table_copy::request(&tx, &mirror.naming, &vgtid, &tables, reason).unwrap();
+        tx.commit().unwrap();
+    };
+    let h = start_on(CommitPolicy::default(), copying_t);
+    h.send(vec![
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: false,
+        },
+        h.rows(500..510, false),
+        h.end("MySQL56/u:1-6", false),
+    ]);
+    let (reply, done) = oneshot::channel();
+    h.tx.blocking_send(WriterMsg::Finish(reply)).unwrap();
+    let _ = done.blocking_recv();
+    let (_, result) = h.writer.join().unwrap();
+    let err = result.expect_err("a binlog FIELD event before the copy's is refused");
+    assert_eq!(crate::error::classify(&err), crate::error::Class::Transient);
+    assert!(
+        err.to_string().contains("without copying it first"),
+        "{err}"
+    );
+
+    // The copy's own FIELD event first: its later binlog FIELD events are applied.
+    let h = start_on(CommitPolicy::default(), copying_t);
+    h.send(vec![
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: true,
+        },
+        h.rows(0..10, true),
+        h.end("MySQL56/u:1-5", true),
+        Step::Schema {
+            schema: Arc::clone(&h.schema),
+            copied: false,
+        },
+        h.rows(500..510, false),
+        h.end("MySQL56/u:1-6", false),
+    ]);
+    let (reply, done) = oneshot::channel();
+    h.tx.blocking_send(WriterMsg::Finish(reply)).unwrap();
+    let _ = done.blocking_recv();
+    let (_, result) = h.writer.join().unwrap();
+    result.unwrap();
 }

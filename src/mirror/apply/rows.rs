@@ -37,6 +37,13 @@ impl Writer {
     pub(super) fn apply_schema(&mut self, incoming: &Arc<ShardSchema>, copied: bool) -> Result<()> {
         self.begin()?;
         let table_name = self.target(&incoming.schema.table).to_string();
+        if !copied && self.streamed_before_copy(&table_name, &incoming.shard) {
+            return Err(crate::error::Transient(format!(
+                "shard {} streams table {} without copying it first (its tablet does not know                  the table yet); copying it again",
+                incoming.shard, incoming.schema.table
+            ))
+            .into());
+        }
         if let Some(other) = crate::mirror::schema::case_collision(self.tables.keys(), &table_name)
         {
             anyhow::bail!(
@@ -187,6 +194,16 @@ impl Writer {
                 .map_or(0, |d| d.as_secs() as i64),
             t => t,
         }
+    }
+
+    /// Whether `target` is the shadow of a table copy to which `shard` sends a binlog FIELD
+    /// event before its copy sent one: vttablet holds a table's binlog events back until it
+    /// copied it, unless it planned its copy without the table (asked by pattern, in a
+    /// mirror of several keyspaces, by a tablet that has not loaded the table yet). Applied,
+    /// those events would make the shadow look delivered while holding none of the older rows.
+    fn streamed_before_copy(&self, target: &str, shard: &str) -> bool {
+        let copying = self.copying.values().any(|shadow| shadow == target);
+        copying && !(self.tables.get(target)).is_some_and(|t| t.shards.contains_key(shard))
     }
 
     /// A shard still streaming a table another shard's DROP removed from the file (its own
