@@ -113,15 +113,40 @@ impl Harness {
             .unwrap_or(0)
     }
 
-    /// Finishes the writer; returns what a reader then sees in `t`.
-    fn finish(self) -> i64 {
+    /// A FIELD event's step for `t`, from the copy or from the binlog.
+    fn schema_step(&self, copied: bool) -> Step {
+        Step::Schema {
+            schema: Arc::clone(&self.schema),
+            copied,
+        }
+    }
+
+    /// Committed copy states (`_vtmirror_copy_state` rows).
+    fn copy_states(&self) -> i64 {
+        let reader = crate::mirror::store::open_read_only(&self.db).unwrap();
+        reader
+            .query_row("SELECT count(*) FROM _vtmirror_copy_state", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    /// Finishes the writer; returns how it ended, and the file's directory (kept).
+    fn end_writer(self) -> (Result<()>, tempfile::TempDir) {
         let (reply, done) = oneshot::channel();
         self.tx.blocking_send(WriterMsg::Finish(reply)).unwrap();
-        done.blocking_recv().unwrap();
+        let _ = done.blocking_recv();
         let (mirror, result) = self.writer.join().unwrap();
-        result.unwrap();
         drop(mirror);
-        let reader = crate::mirror::store::open_read_only(&self.db).unwrap();
+        (result, self._dir)
+    }
+
+    /// Finishes the writer; returns what a reader then sees in `t`.
+    fn finish(self) -> i64 {
+        let db = self.db.clone();
+        let (result, _dir) = self.end_writer();
+        result.unwrap();
+        let reader = crate::mirror::store::open_read_only(&db).unwrap();
         reader
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap_or(0)
@@ -216,22 +241,16 @@ fn a_table_streamed_from_the_binlog_during_the_copy_is_not_taken_for_a_copied_on
     // state, or a resumed copy would start t from the largest key those events wrote.
     let h = start(CommitPolicy::default());
     h.send(vec![
-        Step::Schema {
-            schema: Arc::clone(&h.schema),
-            copied: false,
-        },
+        h.schema_step(false),
         h.rows(500..510, false),
         h.end("MySQL56/u:1-6", false),
     ]);
     assert_eq!(h.visible_rows(), 10, "committed");
-    let conn = rusqlite::Connection::open(&h.db).unwrap();
-    let states: i64 = conn
-        .query_row("SELECT count(*) FROM _vtmirror_copy_state", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(states, 0, "binlog FIELD events start no copy state");
-    drop(conn);
+    assert_eq!(
+        h.copy_states(),
+        0,
+        "binlog FIELD events start no copy state"
+    );
     assert_eq!(h.finish(), 10);
 
     let h = start(CommitPolicy {
@@ -239,22 +258,12 @@ fn a_table_streamed_from_the_binlog_during_the_copy_is_not_taken_for_a_copied_on
         max_delay: Duration::ZERO,
     });
     h.send(vec![
-        Step::Schema {
-            schema: Arc::clone(&h.schema),
-            copied: true,
-        },
+        h.schema_step(true),
         h.rows(0..10, true),
         h.end("MySQL56/u:1-5", true),
     ]);
     assert_eq!(h.visible_rows(), 10, "committed");
-    let conn = rusqlite::Connection::open(&h.db).unwrap();
-    let states: i64 = conn
-        .query_row("SELECT count(*) FROM _vtmirror_copy_state", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(states, 1, "the copy's FIELD event starts one");
-    drop(conn);
+    assert_eq!(h.copy_states(), 1, "the copy's FIELD event starts one");
     assert_eq!(h.finish(), 10);
 }
 
@@ -282,17 +291,11 @@ fn a_table_copy_whose_shard_streams_the_table_before_copying_it_is_retried() {
     };
     let h = start_on(CommitPolicy::default(), copying_t);
     h.send(vec![
-        Step::Schema {
-            schema: Arc::clone(&h.schema),
-            copied: false,
-        },
+        h.schema_step(false),
         h.rows(500..510, false),
         h.end("MySQL56/u:1-6", false),
     ]);
-    let (reply, done) = oneshot::channel();
-    h.tx.blocking_send(WriterMsg::Finish(reply)).unwrap();
-    let _ = done.blocking_recv();
-    let (_, result) = h.writer.join().unwrap();
+    let (result, _) = h.end_writer();
     let err = result.expect_err("a binlog FIELD event before the copy's is refused");
     assert_eq!(crate::error::classify(&err), crate::error::Class::Transient);
     assert!(
@@ -303,22 +306,14 @@ fn a_table_copy_whose_shard_streams_the_table_before_copying_it_is_retried() {
     // The copy's own FIELD event first: its later binlog FIELD events are applied.
     let h = start_on(CommitPolicy::default(), copying_t);
     h.send(vec![
-        Step::Schema {
-            schema: Arc::clone(&h.schema),
-            copied: true,
-        },
+        h.schema_step(true),
         h.rows(0..10, true),
         h.end("MySQL56/u:1-5", true),
-        Step::Schema {
-            schema: Arc::clone(&h.schema),
-            copied: false,
-        },
+        h.schema_step(false),
         h.rows(500..510, false),
         h.end("MySQL56/u:1-6", false),
     ]);
-    let (reply, done) = oneshot::channel();
-    h.tx.blocking_send(WriterMsg::Finish(reply)).unwrap();
-    let _ = done.blocking_recv();
-    let (_, result) = h.writer.join().unwrap();
+    // t is still the copy's shadow (no COPY_COMPLETED yet): the writer ending well is the check.
+    let (result, _) = h.end_writer();
     result.unwrap();
 }

@@ -350,7 +350,9 @@ fn rename_column(
         return Err(CannotFollow::error(
             table,
             format!(
-                "source DDL on table {table} cannot be mirrored: column {from} is renamed to                  {to} in a sharded keyspace, where each shard renames it at its own time                  (shard {} first)",
+                "source DDL on table {table} cannot be mirrored: column {from} is renamed to \
+                 {to} in a sharded keyspace, where each shard renames it at its own time \
+                 (shard {} first)",
                 scope.shard
             ),
         ));

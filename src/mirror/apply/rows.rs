@@ -39,7 +39,8 @@ impl Writer {
         let table_name = self.target(&incoming.schema.table).to_string();
         if !copied && self.streamed_before_copy(&table_name, &incoming.shard) {
             return Err(crate::error::Transient(format!(
-                "shard {} streams table {} without copying it first (its tablet does not know                  the table yet); copying it again",
+                "shard {} streams table {} without copying it first (its tablet does not know \
+                 the table yet); copying it again",
                 incoming.shard, incoming.schema.table
             ))
             .into());
