@@ -43,12 +43,12 @@ if [ "${1:-}" = --vitess ]; then
   if [ "$cluster" = vttest ]; then
     # vttestserver (`scripts/vitess-local.sh up`): keyspace commerce, vtgate and tablets in one
     # vtcombo process.
-    exec "target/$profile/examples/bench_vitess" --grpc "$VTGATE_GRPC" --mysql "$VTGATE_MYSQL" \
+    exec "target/$profile/bench/vitess" --grpc "$VTGATE_GRPC" --mysql "$VTGATE_MYSQL" \
       --keyspace commerce "${args[@]}"
   fi
   # Keyspace onlineddl of the reshard cluster: a real vtgate and vttablets (vttestserver's
   # vtcombo crashed when a client closed a copy stream early; see BENCHMARKS.md).
-  exec "target/$profile/examples/bench_vitess" --grpc "$RESHARD_VTGATE_GRPC" \
+  exec "target/$profile/bench/vitess" --grpc "$RESHARD_VTGATE_GRPC" \
     --mysql "$RESHARD_VTGATE_MYSQL" --keyspace "$RESHARD_ONLINE_DDL_KEYSPACE" "${args[@]}"
 fi
 cargo build --profile profiling --example bench >&2

@@ -9,18 +9,21 @@
 //!                          mirror::upsert / deletes; mirror::checkpoint; COMMIT (mirror::batch)
 //!        ─▶ the SQLite file (mirror::store, mirror::metadata)
 //! ```
-//! `commands::sync` wires these together and retries; `cli` turns flags into options. The writer
+//! `commands::sync` wires these together and retries; `cli` turns flags into options. Data
+//! flows one way: `source/` names Vitess's things and never imports `mirror/`; `mirror/`
+//! feeds `output/` counters and `output/` never imports `mirror/`'s writer; no module imports
+//! another in a circle. The writer
 //! feeds `output::progress` (atomics and `output::metrics` counters, once per commit), which
 //! the progress display and the `--metrics-addr` endpoint read without touching the file.
 //!
 //! # The tree
 //! | folder | holds |
 //! |---|---|
-//! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into options; one file per command with many flags |
+//! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into the options `commands/` define: one file per subcommand, shared flags in files of their own; `commands/` never name `cli` |
 //! | `commands/` | one file per subcommand: `sync/` (orchestration: checkpoint → stream → decode → writer; retry and shutdown; `tables`: tables added, dropped or copied again; `reshard`: a copy that had not begun on a keyspace resharded since starts on its serving shards), `tail`, `status`, `query`, `snapshot`, `demo`, `verify/` (the mirror against a scratch copy of the source stopped at its checkpoint, and its tables and columns against vtgate's catalog) |
-//! | `source/` | vtgate → steps: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `catalog` (what vtgate serves, checked before a new mirror's first write; the tables and columns `verify` compares), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
-//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema`, `naming` (bare or `keyspace.table` names), `owner` (which shard holds each row), `versions` (one key, two shards: a row moving between shards), `ddl` (with `per_shard`: TRUNCATE/DROP/RENAME as one shard runs them), `store` (the file), `metadata`, `checkpoint`, `resume`, `table_copy` (one table copied while the others replicate; swapped in whole), `wal` (SQLite's WAL checkpoints on a thread of their own, so the writer never waits for them), `power_cut` (a test VFS that simulates power loss; off unless its variable is set) |
-//! | `output/` | `progress` counters, `report` (progress display, log writer), `render` (tables, hex, sizes), `endpoint` (`--metrics-addr`: HTTP for `metrics` (Prometheus) and `health` (`/healthz`, `/readyz`)) |
+//! | `source/` | vtgate → steps, and the Vitess vocabulary the rest of the tree speaks: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `naming` (bare or `keyspace.table` names), `table_schema` (a table as FIELD events describe it), `vgtid` (a VGtid's stored bytes and JSON text), `phase` (copy, catch-up, replication), `key_range` (shard names as key ranges), `catalog` (what vtgate serves, checked before a new mirror's first write; the tables and columns `verify` compares), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
+//! | `mirror/` | steps → SQLite: `apply` (the writer thread), `batch` (group commit), `upsert`, `schema` (the SQLite layout of a table schema), `owner` (which shard holds each row), `versions` (one key, two shards: a row moving between shards), `ddl` (with `per_shard`: TRUNCATE/DROP/RENAME as one shard runs them), `store` (the file), `metadata`, `checkpoint`, `resume`, `table_copy` (one table copied while the others replicate; swapped in whole), `wal` (SQLite's WAL checkpoints on a thread of their own, so the writer never waits for them), `power_cut` (a test VFS that simulates power loss; off unless its variable is set) |
+//! | `output/` | `progress` counters, `metrics` (the writer's Prometheus counters), `exposition` (what a scrape returns), `report` (progress display, log writer), `render` (tables, hex, sizes), `endpoint` (`--metrics-addr`: HTTP for `/metrics` and `health` (`/healthz`, `/readyz`)) |
 //! | `error/` | the one transient-vs-definite classification, backoff, one-line rendering; `redact` keeps row values out of relayed errors |
 //! | `sim/` | the simulated vtgate: a deterministic sharded source behind a real gRPC server |
 //!

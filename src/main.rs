@@ -74,10 +74,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Sync(args) => sync(args, mode).await,
         Command::Tail(args) => tail(args).await,
-        Command::Status(args) => vtmirror::commands::status::run(&args, &mut stdout),
-        Command::Query(args) => vtmirror::commands::query::run(&args, &mut stdout),
-        Command::Snapshot(args) => vtmirror::commands::snapshot::run(&args, &mut stdout),
-        Command::Demo(args) => vtmirror::commands::demo::run(args, mode, shutdown_signal()).await,
+        Command::Status(args) => vtmirror::commands::status::run(&args.options(), &mut stdout),
+        Command::Query(args) => vtmirror::commands::query::run(&args.options(), &mut stdout),
+        Command::Snapshot(args) => vtmirror::commands::snapshot::run(&args.options(), &mut stdout),
+        Command::Demo(args) => {
+            vtmirror::commands::demo::run(args.options()?, mode, shutdown_signal()).await
+        }
         Command::Verify(_) => unreachable!("verify has its own exit codes (main)"),
     }
 }

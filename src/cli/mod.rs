@@ -1,18 +1,32 @@
 //! Command-line interface: flags (each also readable from a `VTMIRROR_*` variable) and their
 //! validation into options.
+//!
+//! The rule: a subcommand's flags (clap `Args`, help, defaults, environment names) live in
+//! `cli/<subcommand>.rs` and nowhere else, and turn into the plain options its
+//! `commands/` module defines; flags several subcommands share have a file of their own
+//! (`connection`, `endpoint`, `selection`). Commands never name `cli`, so the library calls
+//! them with options built in code.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod connection;
+mod demo;
 mod endpoint;
+mod query;
 mod selection;
+mod snapshot;
+mod status;
 mod sync;
 mod tail;
 mod verify;
 
 pub use connection::ConnectionArgs;
+pub use demo::DemoArgs;
 pub use endpoint::EndpointArgs;
+pub use query::QueryArgs;
 pub use selection::SelectionArgs;
+pub use snapshot::SnapshotArgs;
+pub use status::StatusArgs;
 pub use sync::SyncArgs;
 pub use tail::TailArgs;
 pub use verify::{VerifyArgs, VerifyFormat};
@@ -59,21 +73,21 @@ pub enum Command {
     /// Show a mirror's state, checkpoint, copy progress and lag (safe while sync runs).
     #[command(after_help = "Examples:\n  vtmirror status --db commerce.db\n  \
         vtmirror status --db commerce.db --json | jq .lag_seconds")]
-    Status(crate::commands::status::StatusArgs),
+    Status(StatusArgs),
     /// Run one read-only SQL statement on a mirror (never blocks the sync writer).
     #[command(
         after_help = "Examples:\n  vtmirror query --db commerce.db 'SELECT count(*) FROM customer'\n  \
         vtmirror query --db commerce.db --format csv 'SELECT * FROM corder WHERE customer_id = 7' > orders.csv\n  \
         vtmirror query --db commerce.db --format json 'SELECT * FROM customer LIMIT 10' | jq .email"
     )]
-    Query(crate::commands::query::QueryArgs),
+    Query(QueryArgs),
     /// Write a consistent copy of a mirror (safe while sync runs); a sync of the copy resumes
     /// from the checkpoint it holds.
     #[command(
         after_help = "Examples:\n  vtmirror snapshot --db commerce.db /backups/commerce-$(date +%F).db\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace commerce --db /backups/commerce-2026-01-02.db"
     )]
-    Snapshot(crate::commands::snapshot::SnapshotArgs),
+    Snapshot(SnapshotArgs),
     /// Prove that a mirror equals its source at its checkpoint, while both keep changing: the
     /// source is copied again into scratch files stopped at exactly that checkpoint and
     /// compared in key order. Exit 0 equal, 1 different, 2 error.
@@ -87,7 +101,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  vtmirror demo\n  vtmirror demo --seconds 30 --db /tmp/demo.db"
     )]
-    Demo(crate::commands::demo::DemoArgs),
+    Demo(DemoArgs),
 }
 
 const TAIL_EXAMPLES: &str = r#"Examples:

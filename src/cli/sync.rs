@@ -9,8 +9,8 @@ use clap::Args;
 use super::{ConnectionArgs, EndpointArgs, SelectionArgs};
 use crate::commands::sync::{StartFrom, SyncOptions, TableChanges};
 use crate::mirror::batch::CommitPolicy;
-use crate::mirror::checkpoint;
 use crate::mirror::store::Durability;
+use crate::source::vgtid;
 use crate::source::vstream::{StreamFlags, StreamSpec};
 
 #[derive(Args, Debug, Clone)]
@@ -107,33 +107,24 @@ impl SyncArgs {
         let start = match self.start.as_str() {
             "copy" => StartFrom::Copy,
             "current" => StartFrom::Current,
-            json => StartFrom::Position(checkpoint::from_json(
-                json,
-                spec.selection.keyspaces.single(),
-            )?),
+            json => StartFrom::Position(vgtid::from_json(json, spec.selection.keyspaces.single())?),
         };
-        Ok(SyncOptions {
-            spec,
-            db: self.db.clone(),
-            start,
-            exit_when_caught_up: self.exit_when_caught_up,
-            caught_up_idle: Duration::from_secs_f64(self.caught_up_idle),
-            durability: self.durability,
-            policy: CommitPolicy {
-                max_rows: self.max_batch_rows.max(1),
-                max_delay: Duration::from_millis(self.max_batch_delay_ms),
-            },
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs_f64(self.max_backoff),
-            queue_depth: 16,
-            stop_at: None,
-            exit_after_copy: false,
-            changes: TableChanges {
-                recopy: self.recopy.clone(),
-                drop_unselected: self.drop_unselected,
-                recopy_on_ddl: self.recopy_on_ddl,
-            },
-        })
+        let mut opts = SyncOptions::new(spec, self.db.clone());
+        opts.start = start;
+        opts.exit_when_caught_up = self.exit_when_caught_up;
+        opts.caught_up_idle = Duration::from_secs_f64(self.caught_up_idle);
+        opts.durability = self.durability;
+        opts.policy = CommitPolicy {
+            max_rows: self.max_batch_rows.max(1),
+            max_delay: Duration::from_millis(self.max_batch_delay_ms),
+        };
+        opts.backoff_cap = Duration::from_secs_f64(self.max_backoff);
+        opts.changes = TableChanges {
+            recopy: self.recopy.clone(),
+            drop_unselected: self.drop_unselected,
+            recopy_on_ddl: self.recopy_on_ddl,
+        };
+        Ok(opts)
     }
 }
 

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{ConnectionArgs, SelectionArgs};
 use crate::commands::tail::{Format, TailOptions};
-use crate::mirror::checkpoint;
+use crate::source::vgtid;
 use crate::source::vstream::{StreamFlags, StreamSpec};
 
 #[derive(Args, Debug, Clone)]
@@ -65,10 +65,11 @@ impl TailArgs {
         })?;
         let selection = &spec.selection;
         let position = match self.pos.trim() {
-            "current" => selection.fresh(checkpoint::CURRENT),
+            "current" => selection.fresh(vgtid::CURRENT),
             "copy" => selection.fresh(""),
-            json => checkpoint::from_json(json, selection.keyspaces.single())
-                .context("reading --pos")?,
+            json => {
+                vgtid::from_json(json, selection.keyspaces.single()).context("reading --pos")?
+            }
         };
         Ok(TailOptions {
             spec,

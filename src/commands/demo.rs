@@ -8,12 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 
-use crate::commands::sync::{StartFrom, SyncOptions};
-use crate::mirror::batch::CommitPolicy;
-use crate::mirror::store::Durability;
-use crate::output::endpoint::Endpoint;
+use crate::commands::sync::SyncOptions;
+use crate::output::endpoint::{Endpoint, EndpointSettings};
 use crate::output::progress::Progress;
 use crate::output::report::{Mode, Reporter};
 use crate::sim::{spawn_live_writes, ModelSpec, SharedModel, SimVtgate};
@@ -24,33 +21,28 @@ use crate::source::vstream::{rules, StreamSpec};
 /// The keyspaces of `ModelSpec::local_example`.
 const DEMO_KEYSPACES: &str = "commerce,customer";
 
-#[derive(Args, Debug, Clone)]
-pub struct DemoArgs {
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
     /// Mirror file to create or resume.
-    #[arg(long, default_value = "demo.db")]
     pub db: PathBuf,
     /// Rows per table loaded before the copy starts.
-    #[arg(long, default_value_t = 35_000)]
     pub rows_per_table: usize,
     /// Source transactions per second written while syncing.
-    #[arg(long, default_value_t = 200)]
     pub writes_per_sec: u32,
     /// Stop after this many seconds (0 = run until Ctrl-C).
-    #[arg(long, default_value_t = 0)]
     pub seconds: u64,
-    #[command(flatten)]
-    pub endpoint: crate::cli::EndpointArgs,
+    /// The `--metrics-addr` endpoint, if asked for.
+    pub endpoint: Option<EndpointSettings>,
 }
 
 /// Runs the simulated keyspace and syncs it into `args.db` until Ctrl-C (or `--seconds`).
 pub async fn run(
-    args: DemoArgs,
+    args: DemoOptions,
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let endpoint = args.endpoint.settings()?;
     let progress = Arc::new(Progress::default());
-    let endpoint = Endpoint::start_if(endpoint.as_ref(), &progress, &args.db).await?;
+    let endpoint = Endpoint::start_if(args.endpoint.as_ref(), &progress, &args.db).await?;
     let models: Vec<_> = (ModelSpec::local_example(args.rows_per_table).into_iter())
         .map(SharedModel::new)
         .collect();
@@ -95,35 +87,24 @@ pub async fn run(
     Ok(())
 }
 
-fn demo_options(args: &DemoArgs, endpoint: &str) -> SyncOptions {
-    SyncOptions {
-        spec: StreamSpec {
-            vtgate: endpoint.into(),
-            selection: Selection::parse(&[DEMO_KEYSPACES.into()], &[], &[])
-                .expect("the demo's keyspaces are valid names"),
-            rules: rules(&[], &[]),
-            tablet_type: TabletType::Replica,
-            heartbeat_secs: 1,
-            caller_id: None,
-            tables_to_copy: Vec::new(),
-            exclude_keyspace_from_table_name: false,
-        },
-        db: args.db.clone(),
-        start: StartFrom::Copy,
-        exit_when_caught_up: false,
-        caught_up_idle: Duration::from_secs(2),
-        durability: Durability::Normal,
-        policy: CommitPolicy::default(),
-        backoff_base: Duration::from_millis(200),
-        backoff_cap: Duration::from_secs(5),
-        queue_depth: 16,
-        stop_at: None,
-        exit_after_copy: false,
-        changes: Default::default(),
-    }
+fn demo_options(args: &DemoOptions, endpoint: &str) -> SyncOptions {
+    let spec = StreamSpec {
+        vtgate: endpoint.into(),
+        selection: Selection::parse(&[DEMO_KEYSPACES.into()], &[], &[])
+            .expect("the demo's keyspaces are valid names"),
+        rules: rules(&[], &[]),
+        tablet_type: TabletType::Replica,
+        heartbeat_secs: 1,
+        caller_id: None,
+        tables_to_copy: Vec::new(),
+        exclude_keyspace_from_table_name: false,
+    };
+    let mut opts = SyncOptions::new(spec, args.db.clone());
+    opts.backoff_cap = Duration::from_secs(5);
+    opts
 }
 
-fn print_intro(args: &DemoArgs, server: &SimVtgate, metrics: Option<std::net::SocketAddr>) {
+fn print_intro(args: &DemoOptions, server: &SimVtgate, metrics: Option<std::net::SocketAddr>) {
     let db = args.db.display();
     println!(
         "vtmirror demo: two simulated keyspaces, as in Vitess's local example: `commerce` (unsharded:\n\

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use rusqlite::types::Value;
 use rusqlite::Statement;
 use serde_json::Value as Json;
@@ -24,20 +24,18 @@ pub enum QueryFormat {
     Json,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct QueryArgs {
+#[derive(Debug, Clone)]
+pub struct QueryOptions {
     /// Mirror file.
-    #[arg(long, env = "VTMIRROR_DB")]
     pub db: PathBuf,
     /// One read-only SQL statement (SELECT, WITH, EXPLAIN, read-only PRAGMA).
     pub sql: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
     pub format: QueryFormat,
 }
 
 /// Runs the statement and writes its rows to `out`.
-pub fn run(args: &QueryArgs, out: &mut dyn Write) -> Result<()> {
+pub fn run(args: &QueryOptions, out: &mut dyn Write) -> Result<()> {
     let conn = open_read_only(&args.db)?;
     conn.pragma_update(None, "query_only", true)
         .context("making the connection read-only")?;

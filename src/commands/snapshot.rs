@@ -7,15 +7,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 
 use crate::mirror::store::open_read_only;
 use crate::source::selection::source_flags;
 
-#[derive(Args, Debug, Clone)]
-pub struct SnapshotArgs {
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
     /// Mirror file to copy (it may be syncing).
-    #[arg(long, env = "VTMIRROR_DB")]
     pub db: PathBuf,
     /// The new file to write (must not exist yet).
     pub out: PathBuf,
@@ -101,7 +99,7 @@ fn verify(target: &Path) -> Result<Snapshot> {
 }
 
 /// `vtmirror snapshot`: takes the snapshot and says what it holds.
-pub fn run(args: &SnapshotArgs, out: &mut dyn std::io::Write) -> Result<()> {
+pub fn run(args: &SnapshotOptions, out: &mut dyn std::io::Write) -> Result<()> {
     let snap = take(&args.db, &args.out)?;
     let copy = if snap.copy_completed {
         "copy completed"

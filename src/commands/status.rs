@@ -4,24 +4,22 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::mirror::naming::Naming;
+use crate::source::naming::Naming;
+use crate::source::vgtid;
 use anyhow::{Context, Result};
-use clap::Args;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::mirror::checkpoint::{self, row_texts};
 use crate::mirror::store::{format_utc, lock_path, open_read_only};
 use crate::output::render::{count, one_line, plain_table, size};
 use crate::source::proto::binlogdata::VGtid;
+use crate::source::vgtid::row_texts;
 
-#[derive(Args, Debug, Clone)]
-pub struct StatusArgs {
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
     /// Mirror file.
-    #[arg(long, env = "VTMIRROR_DB")]
     pub db: PathBuf,
     /// Print one JSON object instead of text.
-    #[arg(long)]
     pub json: bool,
 }
 
@@ -161,7 +159,7 @@ fn read_checkpoint(conn: &Connection) -> Result<CheckpointRow> {
         return Ok(CheckpointRow::default());
     };
     Ok(CheckpointRow {
-        vgtid: Some(checkpoint::decode(&bytes)?),
+        vgtid: Some(vgtid::decode(&bytes)?),
         copy_completed,
         transactions,
         event_time,
@@ -267,7 +265,7 @@ fn file_len(path: &Path) -> u64 {
 }
 
 /// `vtmirror status`: prints the status as text or JSON.
-pub fn run(args: &StatusArgs, out: &mut dyn std::io::Write) -> Result<()> {
+pub fn run(args: &StatusOptions, out: &mut dyn std::io::Write) -> Result<()> {
     let status = read(&args.db, now_secs())?;
     let text = if args.json {
         serde_json::to_string_pretty(&status).context("encoding the status as JSON")?

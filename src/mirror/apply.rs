@@ -16,21 +16,21 @@ use anyhow::{Context, Result};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::mirror::batch::CommitPolicy;
-use crate::mirror::checkpoint::is_positioned;
 use crate::mirror::metadata;
 use crate::mirror::store::Mirror;
 use crate::mirror::table_copy;
 use crate::output::progress::Progress;
 use crate::source::decode::Step;
 use crate::source::proto::binlogdata::VGtid;
+use crate::source::vgtid::is_positioned;
 
 mod crash_point;
 mod measure;
 mod phase;
 mod rows;
+pub use crate::source::phase::Phase;
 use crash_point::{CrashAt, Point};
 use phase::describe_commit;
-pub use phase::Phase;
 use rows::MirrorTable;
 
 /// The steps decoded from one VStream response, holding their room in the writer queue

@@ -6,11 +6,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 use super::*;
-use crate::mirror::schema::TableSchema;
 use crate::mirror::store::{Durability, Identity};
 use crate::source::decode::{Change, EndKind, ShardSchema};
 use crate::source::proto::binlogdata::{ShardGtid, VGtid};
 use crate::source::proto::query::Field;
+use crate::source::table_schema::TableSchema;
 use crate::source::value::Value;
 
 struct Harness {

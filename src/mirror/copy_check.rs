@@ -30,9 +30,9 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::mirror::metadata;
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::quote;
+use crate::mirror::schema::{self, quote};
 use crate::mirror::table_copy::{self, Reason};
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::VGtid;
 
 /// The `_vtmirror_status` key that holds the mark while a check is due.
@@ -51,7 +51,7 @@ pub fn on_copy_completed(tx: &Connection) -> Result<Vec<String>> {
     let copied = metadata::copy_states(tx)?.into_iter().map(|s| s.table);
     let streamed = metadata::load_fields(tx)?.into_keys();
     let held: BTreeSet<String> = (copied.chain(streamed))
-        .filter(|t| table_copy::table_of_shadow(t).is_none())
+        .filter(|t| schema::table_of_shadow(t).is_none())
         .collect();
     let missing = gaps(tx, &naming, &vgtid, &held)?;
     replace_by_copies(tx, &naming, &vgtid, &missing)?;

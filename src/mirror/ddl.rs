@@ -8,13 +8,14 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 
 use crate::mirror::metadata;
-use crate::mirror::naming::Naming;
 use crate::mirror::owner::{owner_of, OWNER_COLUMN};
-use crate::mirror::schema::is_bookkeeping_column;
+use crate::source::naming::Naming;
+use crate::source::table_schema::is_bookkeeping_column;
 
 mod per_shard;
-use crate::mirror::schema::{check_table_name, quote, Layout};
+use crate::mirror::schema::{quote, Layout};
 use crate::source::ddl_statement::{is_internal, retarget, SourceDdl};
+use crate::source::table_schema::check_table_name;
 use crate::source::value::Storage;
 
 mod retype;

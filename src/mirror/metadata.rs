@@ -9,14 +9,15 @@ use prost::Message;
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::mirror::checkpoint;
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::{quote, TableSchema};
+use crate::mirror::schema::quote;
 use crate::mirror::store::now_text;
 use crate::source::decode::ShardSchema;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{TableLastPk, VGtid};
 use crate::source::proto::query::{Field, QueryResult, Row};
+use crate::source::table_schema::TableSchema;
 use crate::source::value::Storage;
+use crate::source::vgtid;
 
 /// The stored checkpoint and whether the whole copy has finished.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +50,7 @@ pub fn load_checkpoint(conn: &Connection) -> Result<Stored> {
         return Ok(Stored::default());
     };
     Ok(Stored {
-        vgtid: Some(checkpoint::decode(&bytes)?),
+        vgtid: Some(vgtid::decode(&bytes)?),
         copy_completed: done != 0,
         transactions,
         event_time,
@@ -71,8 +72,8 @@ pub fn save_checkpoint(
            event_time = CASE WHEN excluded.event_time > 0 THEN excluded.event_time ELSE event_time END,
            committed_at = excluded.committed_at",
         params![
-            checkpoint::encode(vgtid),
-            checkpoint::to_json(vgtid).to_string(),
+            vgtid::encode(vgtid),
+            vgtid::to_json(vgtid).to_string(),
             transactions,
             event_time,
             now_text()
@@ -219,7 +220,7 @@ pub fn load_fields(conn: &Connection) -> Result<BTreeMap<String, BTreeMap<String
     let mut out: BTreeMap<String, BTreeMap<String, TableSchema>> = BTreeMap::new();
     for ((table, shard), (fields, enum_strings)) in grouped {
         // A shadow's fields are a source table's: they are checked under that name.
-        let source = crate::mirror::table_copy::table_of_shadow(&table).unwrap_or(&table);
+        let source = crate::mirror::schema::table_of_shadow(&table).unwrap_or(&table);
         let mut schema = TableSchema::from_fields(source, &fields, enum_strings)?;
         schema.table = table.clone();
         out.entry(table).or_default().insert(shard, schema);

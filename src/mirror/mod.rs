@@ -19,7 +19,6 @@ pub mod checkpoint;
 pub mod copy_check;
 pub mod ddl;
 pub mod metadata;
-pub mod naming;
 pub mod owner;
 pub mod power_cut;
 pub mod resume;

@@ -8,8 +8,8 @@ use rusqlite::Connection;
 
 use crate::mirror::checkpoint::{resume_position, CopyKnowledge};
 use crate::mirror::metadata::{self, Ceiling};
-use crate::mirror::naming::Naming;
 use crate::mirror::table_copy;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{ShardGtid, TableLastPk, VGtid};
 
 /// Where the stream starts and what the mirror already holds.

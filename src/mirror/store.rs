@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::mirror::naming::Naming;
 use crate::mirror::wal::{self, WalCheckpoints};
+use crate::source::naming::Naming;
 
 /// Migrations, applied in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[

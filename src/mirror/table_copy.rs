@@ -24,13 +24,11 @@ use anyhow::{bail, Context, Result};
 use rusqlite::{params, Connection};
 
 use crate::mirror::metadata::{self, Ceiling, CopyState};
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::{quote, TableSchema};
+use crate::mirror::schema::{quote, shadow_of};
 use crate::mirror::store::now_text;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{TableLastPk, VGtid};
-
-/// Hidden name prefix of a table being copied; `_vtmirror_` keeps it out of every listing.
-const SHADOW_PREFIX: &str = "_vtmirror_copy_";
+use crate::source::table_schema::TableSchema;
 
 /// Why a table is copied on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +60,6 @@ pub struct TableCopy {
     pub table: String,
     pub shadow: String,
     pub reason: String,
-}
-
-/// The hidden table a copy of `table` is written to.
-pub fn shadow_of(table: &str) -> String {
-    format!("{SHADOW_PREFIX}{table}")
-}
-
-/// The table a shadow name copies, if it is one.
-pub fn table_of_shadow(name: &str) -> Option<&str> {
-    name.strip_prefix(SHADOW_PREFIX)
 }
 
 /// Every unfinished table copy.

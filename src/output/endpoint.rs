@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::output::exposition::Exposition;
 use crate::output::health::{healthz, readyz, HealthLimits, Verdict};
-use crate::output::metrics::Exposition;
 use crate::output::progress::Progress;
 
 /// Where and with which limits to serve.

@@ -2,7 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::output::progress::Progress;
+use crate::output::exposition::Exposition;
+use crate::output::progress::{Progress, SyncState};
 
 /// Every metric family README.md documents (process figures come from the crate).
 pub const DOCUMENTED: [&str; 23] = [

@@ -5,6 +5,7 @@
 //! file sizes and read-only connections only.
 
 pub mod endpoint;
+pub mod exposition;
 pub mod health;
 pub mod metrics;
 pub mod progress;

@@ -14,10 +14,10 @@ use std::ops::Bound;
 use tonic::Status;
 
 use super::events::{copy_fully_completed, lastpk_result, now_ns, size, Source};
+use super::filter::TableFilter;
 use super::model::{parse_pk, BinlogTxn, Model, RowChange, Shard};
 use super::request::{ShardStart, StartMode};
-use super::stream::StreamState;
-use crate::source::proto::binlogdata::{TableLastPk, VEvent, VEventType};
+use crate::source::proto::binlogdata::{TableLastPk, VEvent, VEventType, VGtid};
 
 /// Size limits of one copy batch.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,19 @@ enum Phase {
         field_sent: bool,
     },
     Replicate,
+}
+
+/// What every shard cursor shares: vtgate's VGtid for the stream, the filter, copy progress.
+#[derive(Debug)]
+pub struct StreamState {
+    /// The stream's VGtid (all shards of all keyspaces, updated as events are produced).
+    pub vgtid: VGtid,
+    /// Table filter.
+    pub filter: TableFilter,
+    /// Copy batch limits.
+    pub limits: BatchLimits,
+    /// Indexes (in `vgtid`) of shards that sent COPY_COMPLETED.
+    pub copy_completed: BTreeSet<usize>,
 }
 
 /// The per-shard cursor.

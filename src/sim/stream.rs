@@ -11,12 +11,11 @@ use tonic::Status;
 
 use super::events::{heartbeat, size, Source};
 use super::faults::{AfterInjection, Faults};
-use super::filter::TableFilter;
 use super::keyspaces::{any_changed, mark_seen, refs, Keyspaces};
 use super::model::Model;
 use super::request::StreamSetup;
-use super::shard_stream::{BatchLimits, ShardStream};
-use crate::source::proto::binlogdata::{VEvent, VGtid};
+use super::shard_stream::{BatchLimits, ShardStream, StreamState};
+use crate::source::proto::binlogdata::VEvent;
 use crate::source::proto::vtgate::VStreamResponse;
 
 /// Server-side streaming knobs.
@@ -42,19 +41,6 @@ impl Default for StreamOptions {
             pack_transactions: true,
         }
     }
-}
-
-/// What every shard cursor shares: vtgate's VGtid for the stream, the filter, copy progress.
-#[derive(Debug)]
-pub struct StreamState {
-    /// The stream's VGtid (all shards of all keyspaces, updated as events are produced).
-    pub vgtid: VGtid,
-    /// Table filter.
-    pub filter: TableFilter,
-    /// Copy batch limits.
-    pub limits: BatchLimits,
-    /// Indexes (in `vgtid`) of shards that sent COPY_COMPLETED.
-    pub copy_completed: BTreeSet<usize>,
 }
 
 /// How a stream ends.

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::{bare_table_name, TableSchema};
 use crate::source::ddl_statement::is_internal;
+use crate::source::naming::Naming;
 use crate::source::position_check::PositionCheck;
 use crate::source::proto::binlogdata::{FieldEvent, VEventType, VGtid};
 use crate::source::proto::query::Row;
 use crate::source::proto::vstream_events::{Event, RowChange, RowEvent};
 use crate::source::selection::Selection;
+use crate::source::table_schema::{bare_table_name, TableSchema};
 use crate::source::value::{to_sql, Raw, Value};
 
 /// A table schema as one shard streams it.

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Result};
 
-use crate::mirror::naming::Naming;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{ShardGtid, VGtid};
 
 /// The `--keyspace` value that means every keyspace vtgate serves.
@@ -113,7 +113,7 @@ impl Selection {
                     "--shards selects shards of one keyspace; give exactly one --keyspace with it"
                 );
             }
-            crate::source::position_check::check_disjoint_shards(&shards)?;
+            crate::source::key_range::check_disjoint_shards(&shards)?;
         }
         let naming = keyspaces.naming();
         let mut chosen = Vec::new();

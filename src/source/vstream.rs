@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tonic::Streaming;
 
-use crate::mirror::naming::Naming;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{Filter, Rule, VGtid};
 use crate::source::proto::topodata::TabletType;
 use crate::source::proto::vstream_events;

@@ -116,7 +116,7 @@ fn columns(db: &Path, table: &str) -> Vec<String> {
     stmt.query_map([table], |r| r.get::<_, String>(0))
         .unwrap()
         .map(|r| r.unwrap())
-        .filter(|c| !vtmirror::mirror::schema::is_bookkeeping_column(c))
+        .filter(|c| !vtmirror::source::table_schema::is_bookkeeping_column(c))
         .collect()
 }
 

@@ -51,7 +51,7 @@ fn mirror_row(conn: &rusqlite::Connection, id: i64) -> Vec<Value> {
     let source: Vec<usize> = (1..stmt.column_count())
         .filter(|&i| {
             let name = stmt.column_name(i).unwrap_or_default();
-            !vtmirror::mirror::schema::is_bookkeeping_column(name)
+            !vtmirror::source::table_schema::is_bookkeeping_column(name)
         })
         .collect();
     stmt.query_row([id], |r| {

@@ -130,9 +130,7 @@ fn read_after_kill(db: &Path) -> AfterKill {
             r.get::<_, Vec<u8>>(0)
         })
         .ok()
-        .map(|bytes| {
-            sequences(&vtmirror::mirror::checkpoint::decode(&bytes).expect("stored vgtid"))
-        })
+        .map(|bytes| sequences(&vtmirror::source::vgtid::decode(&bytes).expect("stored vgtid")))
         .unwrap_or_default();
     AfterKill {
         integrity,

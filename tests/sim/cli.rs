@@ -196,7 +196,7 @@ async fn tail_and_status_work_end_to_end_and_a_closed_pipe_is_not_an_error() {
     sync_until_caught_up(options(&server.endpoint(), &db))
         .await
         .unwrap();
-    let start = vtmirror::mirror::checkpoint::to_json(&model.positions()).to_string();
+    let start = vtmirror::source::vgtid::to_json(&model.positions()).to_string();
     model.apply_random_transactions(3);
     let endpoint = server.endpoint();
     let dbs = db.to_str().unwrap().to_string();

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::*;
-use vtmirror::commands::query::{run, QueryArgs, QueryFormat};
+use vtmirror::commands::query::{run, QueryFormat, QueryOptions};
 
 async fn synced_mirror(dir: &Path) -> PathBuf {
     let (_model, server) = source(50).await;
@@ -15,7 +15,7 @@ async fn synced_mirror(dir: &Path) -> PathBuf {
 }
 
 fn query(db: &Path, sql: &str, format: QueryFormat) -> anyhow::Result<String> {
-    let args = QueryArgs {
+    let args = QueryOptions {
         db: db.to_path_buf(),
         sql: sql.to_string(),
         format,

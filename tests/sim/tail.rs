@@ -188,7 +188,7 @@ async fn a_copy_position_prints_every_existing_row_then_copy_completed() {
     let (model, server) = source(30).await;
     let mut opts = tail_options(
         &server.endpoint(),
-        vtmirror::mirror::checkpoint::fresh("commerce", ""),
+        vtmirror::source::vgtid::fresh("commerce", ""),
         Format::Json,
         None,
     );
@@ -234,7 +234,7 @@ async fn an_unreachable_vtgate_is_an_error_not_a_retry_loop() {
     drop(listener);
     let opts = tail_options(
         &endpoint,
-        vtmirror::mirror::checkpoint::fresh("commerce", "current"),
+        vtmirror::source::vgtid::fresh("commerce", "current"),
         Format::Text,
         None,
     );

@@ -44,7 +44,7 @@ pub fn stored_sequences(db: &Path) -> Option<BTreeMap<String, u64>> {
     let bytes: Vec<u8> = conn
         .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
         .ok()?;
-    let vgtid = vtmirror::mirror::checkpoint::decode(&bytes).ok()?;
+    let vgtid = vtmirror::source::vgtid::decode(&bytes).ok()?;
     Some(
         vgtid
             .shard_gtids

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
-use vtmirror::commands::sync::{Outcome, StartFrom, SyncOptions};
-use vtmirror::mirror::batch::CommitPolicy;
+use vtmirror::commands::sync::{Outcome, SyncOptions};
 use vtmirror::mirror::schema::quote;
-use vtmirror::mirror::store::Durability;
 use vtmirror::sim::{ModelSpec, SharedModel, SimVtgate, StreamOptions};
 use vtmirror::source::proto::query::Field;
 use vtmirror::source::proto::topodata::TabletType;
@@ -65,30 +63,22 @@ pub async fn source_with_batch(
 }
 
 pub fn options(endpoint: &str, db: &Path) -> SyncOptions {
-    SyncOptions {
-        spec: StreamSpec {
-            vtgate: endpoint.into(),
-            selection: vtmirror::source::selection::Selection::keyspace("commerce"),
-            rules: rules(&[], &[]),
-            tablet_type: TabletType::Replica,
-            heartbeat_secs: 1,
-            caller_id: None,
-            tables_to_copy: vec![],
-            exclude_keyspace_from_table_name: false,
-        },
-        db: db.to_path_buf(),
-        start: StartFrom::Copy,
-        exit_when_caught_up: true,
-        caught_up_idle: Duration::from_millis(1500),
-        durability: Durability::Normal,
-        policy: CommitPolicy::default(),
-        backoff_base: Duration::from_millis(20),
-        backoff_cap: Duration::from_millis(200),
-        queue_depth: 16,
-        stop_at: None,
-        exit_after_copy: false,
-        changes: Default::default(),
-    }
+    let spec = StreamSpec {
+        vtgate: endpoint.into(),
+        selection: vtmirror::source::selection::Selection::keyspace("commerce"),
+        rules: rules(&[], &[]),
+        tablet_type: TabletType::Replica,
+        heartbeat_secs: 1,
+        caller_id: None,
+        tables_to_copy: vec![],
+        exclude_keyspace_from_table_name: false,
+    };
+    let mut opts = SyncOptions::new(spec, db.to_path_buf());
+    opts.exit_when_caught_up = true;
+    opts.caught_up_idle = Duration::from_millis(1500);
+    opts.backoff_base = Duration::from_millis(20);
+    opts.backoff_cap = Duration::from_millis(200);
+    opts
 }
 
 /// Runs a sync until it reports caught up (bounded by a generous timeout).
@@ -243,7 +233,7 @@ pub fn stored_checkpoint(db: &Path) -> vtmirror::source::proto::binlogdata::VGti
     let bytes: Vec<u8> = conn
         .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
         .unwrap();
-    vtmirror::mirror::checkpoint::decode(&bytes).unwrap()
+    vtmirror::source::vgtid::decode(&bytes).unwrap()
 }
 
 /// Shard → gtid of a VGtid, for comparing positions.

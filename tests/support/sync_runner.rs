@@ -151,7 +151,7 @@ pub fn caught_up(db: &Path, model: &SharedModel) -> bool {
     }) else {
         return false;
     };
-    let Ok(stored) = vtmirror::mirror::checkpoint::decode(&bytes) else {
+    let Ok(stored) = vtmirror::source::vgtid::decode(&bytes) else {
         return false;
     };
     super::positions(&stored) == super::positions(&model.positions())
@@ -176,9 +176,9 @@ pub fn mirror_report(db: &Path) -> String {
             r.get::<_, Vec<u8>>(0)
         })
         .ok()
-        .and_then(|bytes| vtmirror::mirror::checkpoint::decode(&bytes).ok())
+        .and_then(|bytes| vtmirror::source::vgtid::decode(&bytes).ok())
         .map_or("none".to_string(), |v| {
-            vtmirror::mirror::checkpoint::to_json(&v).to_string()
+            vtmirror::source::vgtid::to_json(&v).to_string()
         });
     format!("mirror status: {status}; checkpoint: {position}")
 }

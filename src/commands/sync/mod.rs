@@ -2,7 +2,6 @@
 //! transient errors with backoff and stopping on definite ones.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,11 +10,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::mirror::apply::{QueuedSteps, Writer, WriterMsg};
-use crate::mirror::batch::CommitPolicy;
-use crate::mirror::checkpoint;
 use crate::mirror::metadata;
 use crate::mirror::resume::{start_position, Start};
-use crate::mirror::store::{Durability, Identity, Mirror};
+use crate::mirror::store::Mirror;
 use crate::output::progress::{Progress, SyncState};
 use crate::source::decode::{Decoder, Step};
 use crate::source::position_check::reached;
@@ -23,76 +20,21 @@ use crate::source::proto::binlogdata::{VEventType, VGtid};
 use crate::source::proto::vstream_events;
 use crate::source::proto::vtgate::VStreamRequest;
 use crate::source::transport::{Vtgate, VtgateGrpc};
-use crate::source::vstream::{open_event_stream, StreamSpec};
+use crate::source::vgtid;
+use crate::source::vstream::open_event_stream;
 use tonic::Streaming;
 
 mod missing;
+mod options;
 mod reshard;
 mod tables;
+pub use options::{StartFrom, SyncOptions};
 pub use tables::TableChanges;
-
-/// Where a fresh mirror starts.
-#[derive(Debug, Clone)]
-pub enum StartFrom {
-    Copy,
-    Current,
-    Position(VGtid),
-}
-
-#[derive(Debug, Clone)]
-pub struct SyncOptions {
-    pub spec: StreamSpec,
-    pub db: PathBuf,
-    pub start: StartFrom,
-    pub exit_when_caught_up: bool,
-    /// With `exit_when_caught_up`: this long without data events means caught up.
-    pub caught_up_idle: Duration,
-    pub durability: Durability,
-    pub policy: CommitPolicy,
-    pub backoff_base: Duration,
-    pub backoff_cap: Duration,
-    /// Full-size VStream responses buffered between the stream and the writer
-    /// (back-pressure): the queue holds at most `queue_depth` × 2000 row changes, so small
-    /// responses (one replication transaction each) queue deep enough for group commit
-    /// while a copy's large ones keep memory bounded.
-    pub queue_depth: usize,
-    /// Stop exactly at this position (`verify` brings a scratch copy to the mirror's
-    /// checkpoint): the transaction that reaches it is the last one applied.
-    pub stop_at: Option<VGtid>,
-    /// Stop once the copy has completed (`verify`'s scratch copies: under constant writes a
-    /// stream is never idle long enough to count as caught up).
-    pub exit_after_copy: bool,
-    /// Tables added, dropped or copied again (`tables`).
-    pub changes: TableChanges,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     CaughtUp,
     Shutdown,
-}
-
-impl SyncOptions {
-    fn fresh_position(&self) -> VGtid {
-        match &self.start {
-            StartFrom::Copy => self.spec.selection.fresh(""),
-            StartFrom::Current => self.spec.selection.fresh(checkpoint::CURRENT),
-            StartFrom::Position(v) => v.clone(),
-        }
-    }
-
-    fn identity(&self) -> Identity {
-        let rules: Vec<_> = self
-            .spec
-            .rules
-            .iter()
-            .map(|r| serde_json::json!({"match": r.r#match, "filter": r.filter}))
-            .collect();
-        Identity {
-            keyspace: self.spec.selection.label(),
-            filter: serde_json::Value::Array(rules).to_string(),
-        }
-    }
 }
 
 /// Runs until caught up (if asked), shutdown, or a definite error.
@@ -382,7 +324,7 @@ async fn stream(
             _ = &mut *shutdown => return Ok(Some(Outcome::Shutdown)),
         }
     }
-    tracing::info!(resumed = start.resumed, copy = !copy_done, position = %checkpoint::to_json(&start.vgtid), "starting VStream");
+    tracing::info!(resumed = start.resumed, copy = !copy_done, position = %vgtid::to_json(&start.vgtid), "starting VStream");
     let stall = opts
         .spec
         .stall_timeout()

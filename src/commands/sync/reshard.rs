@@ -5,8 +5,8 @@ use anyhow::Result;
 
 use super::SyncOptions;
 use crate::error::{classify, render, Class};
-use crate::mirror::checkpoint;
 use crate::mirror::resume::{onto_serving_shards, Start};
+use crate::source::vgtid;
 
 /// `start`, moved onto the serving shards where a keyspace's copy has not begun on shards
 /// vtgate no longer serves. Asks vtgate only when some shard's copy has not begun; a vtgate
@@ -36,7 +36,7 @@ pub async fn follow_reshard_before_copy(opts: &SyncOptions, mut start: Start) ->
     if let Some((vgtid, keyspaces)) = onto_serving_shards(&start.vgtid, &catalog.shards) {
         tracing::warn!(
             keyspaces = ?keyspaces,
-            position = %checkpoint::to_json(&vgtid),
+            position = %vgtid::to_json(&vgtid),
             "resharded before its copy began: copying from the shards vtgate serves now"
         );
         start.vgtid = vgtid;

@@ -15,11 +15,12 @@ use anyhow::{bail, Context, Result};
 use super::SyncOptions;
 use crate::mirror::ddl::CannotFollow;
 use crate::mirror::metadata;
-use crate::mirror::naming::Naming;
+use crate::mirror::schema;
 use crate::mirror::store::{update_filter, Mirror};
 use crate::mirror::table_copy::{self, Reason};
 use crate::source::catalog::{self, rule_matches};
 use crate::source::ddl_statement::is_internal;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::VGtid;
 
 /// How a sync may change the tables of an existing mirror.
@@ -166,7 +167,7 @@ fn check_recopy(mirror: &Mirror, copy_completed: bool, recopy: &[String]) -> Res
 fn mirrored_tables(mirror: &Mirror) -> Result<BTreeSet<String>> {
     let mut held: BTreeSet<String> = metadata::load_fields(&mirror.conn)?
         .into_keys()
-        .filter(|t| table_copy::table_of_shadow(t).is_none())
+        .filter(|t| schema::table_of_shadow(t).is_none())
         .collect();
     held.extend(
         table_copy::pending(&mirror.conn)?
@@ -247,7 +248,7 @@ pub fn copy_instead_of_stop(mirror: &Mirror, err: &anyhow::Error) -> Result<Opti
     let Some(cannot) = err.chain().find_map(|c| c.downcast_ref::<CannotFollow>()) else {
         return Ok(None);
     };
-    let table = table_copy::table_of_shadow(&cannot.table).unwrap_or(&cannot.table);
+    let table = schema::table_of_shadow(&cannot.table).unwrap_or(&cannot.table);
     let stored = metadata::load_checkpoint(&mirror.conn)?;
     let Some(vgtid) = stored.vgtid else {
         return Ok(None);

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Result};
 
-use crate::mirror::schema::bare_table_name;
 use crate::output::render::hex;
 use crate::source::proto::binlogdata::{RowChange, VEvent, VEventType, VGtid};
 use crate::source::proto::query::{Field, Row};
+use crate::source::table_schema::bare_table_name;
 use crate::source::value::{decode_text, storage_for, vtype, Storage};
 
 /// One printable thing, in stream order.

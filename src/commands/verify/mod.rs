@@ -64,10 +64,10 @@ use anyhow::{bail, Context, Result};
 use rusqlite::Connection;
 
 use crate::mirror::metadata;
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::is_bookkeeping_column;
 use crate::mirror::store::open_read_only;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::VGtid;
+use crate::source::table_schema::is_bookkeeping_column;
 use crate::source::vstream::StreamSpec;
 pub use compare::TableReport;
 use schema::SourceTables;

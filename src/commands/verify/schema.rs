@@ -23,11 +23,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 
-use crate::mirror::naming::Naming;
-use crate::mirror::schema::is_bookkeeping_column;
 use crate::source::catalog::{rule_matches, table_columns};
 use crate::source::ddl_statement::is_internal;
+use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::Rule;
+use crate::source::table_schema::is_bookkeeping_column;
 use crate::source::vstream::{StreamSpec, ONLINE_DDL_RULE};
 
 /// The source tables the mirror's selection holds, with their columns.

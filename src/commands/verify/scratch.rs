@@ -10,10 +10,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::Connection;
 
 use super::VerifyOptions;
-use crate::commands::sync::{Outcome, StartFrom, SyncOptions};
-use crate::mirror::batch::CommitPolicy;
+use crate::commands::sync::{Outcome, SyncOptions};
 use crate::mirror::metadata;
-use crate::mirror::store::{open_read_only, Durability};
+use crate::mirror::store::open_read_only;
 use crate::output::progress::Progress;
 use crate::source::gtid_set::GtidSet;
 use crate::source::proto::binlogdata::{Rule, ShardGtid, VGtid};
@@ -44,21 +43,10 @@ impl Scratch {
         let file = format!("{}_{}.db", shard.keyspace, shard.shard.replace('-', "_"));
         let db: PathBuf = dir.join(file);
         remove_files(&db);
-        let opts = SyncOptions {
-            spec,
-            db,
-            start: StartFrom::Copy,
-            exit_when_caught_up: false,
-            caught_up_idle: Duration::from_secs(1),
-            durability: Durability::Normal,
-            policy: CommitPolicy::default(),
-            backoff_base: Duration::from_millis(200),
-            backoff_cap: Duration::from_secs(5),
-            queue_depth: 16,
-            stop_at: None,
-            exit_after_copy: true,
-            changes: Default::default(),
-        };
+        let mut opts = SyncOptions::new(spec, db);
+        opts.caught_up_idle = Duration::from_secs(1);
+        opts.backoff_cap = Duration::from_secs(5);
+        opts.exit_after_copy = true;
         Ok(Scratch {
             keyspace: shard.keyspace.clone(),
             shard: shard.shard.clone(),

@@ -58,7 +58,7 @@ impl Writer {
         // readers see until the new one replaces it (`status` shows the copy under way).
         let labelled: Vec<_> = states
             .into_iter()
-            .filter(|s| crate::mirror::table_copy::table_of_shadow(&s.table).is_none())
+            .filter(|s| crate::mirror::schema::table_of_shadow(&s.table).is_none())
             .map(|s| {
                 let (keyspace, shard) = naming.split_shard(&s.shard).unwrap_or(("", &s.shard));
                 let table = naming.split_table(&s.table).map_or(&*s.table, |(_, t)| t);

@@ -1,43 +1,15 @@
-//! Which phase a source transaction belongs to (copy, catch-up, replication): stored in
-//! `_vtmirror_status` as `phase`, counted by phase in `/metrics`, and named in crash-point
-//! reports (the crash tests classify kills by it).
+//! How the writer tells the phase of a source transaction (copy, catch-up, replication):
+//! stored in `_vtmirror_status` as `phase`, counted by phase in `/metrics`, and named in
+//! crash-point reports (the crash tests classify kills by it).
 
 use super::{Uncommitted, Writer};
-
-/// What the mirror is doing, by the kind of the last applied source transaction; stored in
-/// `_vtmirror_status` as `phase` (crash tests classify kills by it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Copy batches: rows read from the source tables.
-    Copy,
-    /// Binlog written during the copy, replayed between copy batches.
-    CatchUp,
-    /// After the copy completed.
-    Replication,
-}
-
-impl Phase {
-    /// In `index` order.
-    pub const ALL: [Phase; 3] = [Phase::Copy, Phase::CatchUp, Phase::Replication];
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Copy => "copy",
-            Phase::CatchUp => "catch-up",
-            Phase::Replication => "replication",
-        }
-    }
-}
+use crate::source::phase::Phase;
 
 /// The crash-point report of a commit: its phase and checkpoint.
 pub(super) fn describe_commit(phase: Phase, pending: &Uncommitted) -> String {
     let phase = phase.name();
     let checkpoint = pending.checkpoint.as_ref().map_or_else(String::new, |cp| {
-        crate::mirror::checkpoint::to_json(cp).to_string()
+        crate::source::vgtid::to_json(cp).to_string()
     });
     format!("phase {phase} checkpoint {checkpoint}")
 }

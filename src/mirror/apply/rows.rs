@@ -11,10 +11,11 @@ use super::Writer;
 use crate::mirror::ddl::ensure_layout;
 use crate::mirror::metadata;
 use crate::mirror::owner::owner_of;
-use crate::mirror::schema::{Layout, RowSql, TableSchema};
+use crate::mirror::schema::{Layout, RowSql};
 use crate::mirror::upsert::{change_values, multi_row_upsert, row_params, ROWS_PER_STATEMENT};
 use crate::mirror::versions::ShardRows;
 use crate::source::decode::{Change, ShardSchema};
+use crate::source::table_schema::TableSchema;
 
 /// A shard schema's statements: the single-row upsert and delete, and the multi-row upsert.
 pub(super) struct Statements {

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
-use crate::mirror::schema::TableSchema;
 use crate::mirror::store::{Durability, Identity};
 use crate::sim::rng::SplitMix64;
 use crate::source::ddl_statement::SourceDdl;
 use crate::source::decode::{Change, EndKind, ShardSchema};
 use crate::source::proto::binlogdata::{ShardGtid, VGtid};
 use crate::source::proto::query::Field;
+use crate::source::table_schema::TableSchema;
 use crate::source::value::Value;
 
 const SHARDS: [&str; 2] = ["-80", "80-"];

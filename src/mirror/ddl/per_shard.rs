@@ -88,7 +88,7 @@ pub fn rename(conn: &Connection, scope: &DdlScope, from: &str, to: &str) -> Resu
     if owner.is_none() || (!others_hold_rows && !exists(conn, to)?) {
         return rename_table(conn, from, to);
     }
-    crate::mirror::schema::check_table_name(to)?;
+    crate::source::table_schema::check_table_name(to)?;
     ensure_layout(conn, to, &layout)?;
     let mut columns: Vec<String> = layout.columns.iter().map(|(n, _)| quote(n)).collect();
     columns.push(quote(OWNER_COLUMN));

@@ -44,7 +44,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::mirror::naming::Naming;
+    use crate::source::naming::Naming;
     use crate::source::value::vtype;
 
     fn mirror_with(vitess_type: i32) -> Connection {

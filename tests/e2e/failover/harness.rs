@@ -68,7 +68,7 @@ fn stored_sets(db: &Path) -> BTreeMap<String, GtidSet> {
     let Some(bytes) = stored else {
         return BTreeMap::new();
     };
-    let vgtid = vtmirror::mirror::checkpoint::decode(&bytes).unwrap();
+    let vgtid = vtmirror::source::vgtid::decode(&bytes).unwrap();
     (vgtid.shard_gtids.iter())
         .filter_map(|s| Some((s.shard.clone(), GtidSet::from_position(&s.gtid).ok()??)))
         .collect()

@@ -45,7 +45,7 @@ pub fn mirror_rows(db: &Path, table: &str, key_columns: usize) -> Rows {
         .expect("mirror columns read");
     let columns: Vec<String> = columns
         .iter()
-        .filter(|c| !vtmirror::mirror::schema::is_bookkeeping_column(c))
+        .filter(|c| !vtmirror::source::table_schema::is_bookkeeping_column(c))
         .map(|c| quote(c))
         .collect();
     let mut stmt = conn
@@ -253,7 +253,7 @@ pub fn checkpoint_shards(db: &Path) -> Vec<(String, String)> {
     let bytes: Vec<u8> = conn
         .query_row("SELECT vgtid FROM _vtmirror_checkpoint", [], |r| r.get(0))
         .unwrap();
-    let vgtid = vtmirror::mirror::checkpoint::decode(&bytes).unwrap();
+    let vgtid = vtmirror::source::vgtid::decode(&bytes).unwrap();
     let mut shards: Vec<(String, String)> = vgtid
         .shard_gtids
         .iter()

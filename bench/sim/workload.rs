@@ -4,7 +4,6 @@
 
 use bytes::Bytes;
 use prost::Message;
-use vtmirror::mirror::schema::TableSchema;
 use vtmirror::sim::{encode_row, lastpk_result, ColKind, ColumnSpec, Row, TableSpec};
 use vtmirror::source::decode::row_values;
 use vtmirror::source::proto::binlogdata::{
@@ -12,6 +11,7 @@ use vtmirror::source::proto::binlogdata::{
 };
 use vtmirror::source::proto::query::Field;
 use vtmirror::source::proto::vtgate::VStreamResponse;
+use vtmirror::source::table_schema::TableSchema;
 use vtmirror::source::value::Value;
 
 pub const KEYSPACE: &str = "bench";

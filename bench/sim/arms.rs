@@ -223,7 +223,7 @@ async fn receive_and_decode(
 ) -> Result<(Duration, Duration, u64)> {
     let (start, cpu0) = (Instant::now(), thread_cpu());
     let mut client = vtmirror::source::transport::connect_grpc(&endpoint.as_str().into()).await?;
-    let position = vtmirror::mirror::checkpoint::fresh(KEYSPACE, "");
+    let position = vtmirror::source::vgtid::fresh(KEYSPACE, "");
     let request = stream_spec(&endpoint).request(position);
     let mut stream = open_event_stream(&mut client, request).await?;
     let mut decoder = Decoder::new(&Selection::keyspace(KEYSPACE));
