@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use vtmirror::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat};
+use vtmirror::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat, WaitArgs};
+use vtmirror::commands::wait::WaitOutcome;
 use vtmirror::output::endpoint::Endpoint;
 use vtmirror::output::progress::Progress;
 use vtmirror::output::render::is_broken_pipe;
@@ -80,7 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => {
             vtmirror::commands::demo::run(args.options()?, mode, shutdown_signal()).await
         }
-        Command::Verify(_) => unreachable!("verify has its own exit codes (main)"),
+        Command::Verify(_) | Command::Wait(_) => {
+            unreachable!("verify and wait have their own exit codes (main)")
+        }
     }
 }
 
@@ -105,6 +108,30 @@ fn verify(runtime: &tokio::runtime::Runtime, args: &VerifyArgs, quiet: bool) -> 
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `wait`: exit 0 when the mirror reached the source's position, 3 when it timed out, 2 on an
+/// error.
+fn wait(runtime: &tokio::runtime::Runtime, args: &WaitArgs) -> ExitCode {
+    let outcome = args
+        .options()
+        .map(|opts| runtime.block_on(vtmirror::commands::wait::run(&opts)));
+    match outcome {
+        Ok(Ok(outcome)) => {
+            if let WaitOutcome::TimedOut { waited, behind } = &outcome {
+                let secs = waited.as_secs_f64();
+                eprintln!(
+                    "vtmirror: timed out after {secs:.1} s; behind: {}",
+                    behind.join("; ")
+                );
+            }
+            ExitCode::from(outcome.exit_code())
+        }
+        Ok(Err(e)) | Err(e) => {
+            eprintln!("vtmirror: {}", one_line(&vtmirror::error::render(&e)));
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -145,6 +172,9 @@ fn main() -> ExitCode {
     };
     if let Command::Verify(args) = &cli.command {
         return verify(&runtime, args, cli.quiet);
+    }
+    if let Command::Wait(args) = &cli.command {
+        return wait(&runtime, args);
     }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

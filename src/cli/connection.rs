@@ -1,4 +1,4 @@
-//! The connection-security flags `sync` and `tail` share (TLS, Vitess static auth) and their
+//! The connection-security flags `sync`, `tail`, `verify` and `wait` share (TLS, Vitess static auth) and their
 //! validation into `transport::Vtgate`, reading the files they name.
 
 use std::path::{Path, PathBuf};

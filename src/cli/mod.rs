@@ -19,6 +19,7 @@ mod status;
 mod sync;
 mod tail;
 mod verify;
+mod wait;
 
 pub use connection::ConnectionArgs;
 pub use demo::DemoArgs;
@@ -30,6 +31,7 @@ pub use status::StatusArgs;
 pub use sync::SyncArgs;
 pub use tail::TailArgs;
 pub use verify::{VerifyArgs, VerifyFormat};
+pub use wait::WaitArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -96,6 +98,10 @@ pub enum Command {
         vtmirror verify --db shop.db --vtgate vtgate:15991 --tables commerce.customer --format json"
     )]
     Verify(VerifyArgs),
+    /// Wait until the mirror holds every transaction the source committed before the call
+    /// (read-your-writes), or a given position. Exit 0 reached, 3 timed out, 2 error.
+    #[command(after_help = WAIT_HELP)]
+    Wait(WaitArgs),
     /// Run two simulated keyspaces (commerce, customer) with live writes and sync them into
     /// one local file.
     #[command(
@@ -103,6 +109,18 @@ pub enum Command {
     )]
     Demo(DemoArgs),
 }
+
+const WAIT_HELP: &str = r#"Examples:
+  mysql -e "INSERT INTO customer ..." && vtmirror wait --db commerce.db --vtgate vtgate:15991 && sqlite3 commerce.db 'SELECT ...'
+  vtmirror wait --db commerce.db --vtgate vtgate:15991 --timeout 5 || echo "not caught up: $?"
+  vtmirror wait --db commerce.db --position '[{"keyspace":"commerce","shard":"0","gtid":"MySQL56/d714417e-b8ee-11ea-ad61-001e677affd5:1-36"}]'
+
+How: each serving shard's primary (of the shards holding the mirror's keys) is asked for its
+@@global.gtid_executed through vtgate's Execute RPC, and the mirror's stored checkpoint is read
+until, for every such shard, it contains that set. A sync must be running on the file.
+
+Exit status: 0 reached, 3 timed out (the shards still behind go to stderr), 2 error (an
+unreachable vtgate, a refused query, a file that is not a mirror)."#;
 
 const TAIL_EXAMPLES: &str = r#"Examples:
   vtmirror tail --vtgate localhost:15991 --keyspace customer --tablet-type replica --pos '[ {"shard":"", "gtid":"current"} ]'

@@ -3,7 +3,8 @@
 //!
 //! `sync` drives the whole data flow (source → bounded queue → writer thread); `demo` runs
 //! it against the simulated vtgate; `tail` follows a keyspace without a file; `status`,
-//! `query` and `snapshot` only ever read a mirror.
+//! `query` and `snapshot` only ever read a mirror; `wait` reads one until it has caught up
+//! with the source (read-your-writes).
 
 pub mod demo;
 pub mod query;
@@ -12,3 +13,4 @@ pub mod status;
 pub mod sync;
 pub mod tail;
 pub mod verify;
+pub mod wait;

@@ -1,6 +1,7 @@
 //! vtgate's `Execute` for the catalog statements a client asks: `SHOW VITESS_SHARDS` and
 //! `SHOW TABLES FROM <keyspace>` before it streams, and the two `information_schema` queries
-//! of `verify` (a keyspace's base tables, and their columns in order). As in vtgate, a failed
+//! of `verify` (a keyspace's base tables, and their columns in order), and
+//! `@@global.gtid_executed` on one shard's primary for `wait`. As in vtgate, a failed
 //! statement is answered in-band (`ExecuteResponse.error`, no result) while the RPC itself
 //! succeeds.
 
@@ -23,6 +24,8 @@ enum Statement {
     BaseTables(String),
     /// `information_schema.columns`: (table, column) of the keyspace, in column order.
     Columns(String),
+    /// `select @@global.gtid_executed` (comments allowed), on the session's target shard.
+    GtidExecuted,
 }
 
 /// Answers one Execute call against the served keyspaces (`models`, locked).
@@ -37,6 +40,7 @@ pub fn execute(req: &ExecuteRequest, models: &[&Model]) -> ExecuteResponse {
         Ok(Statement::TablesFrom(ks)) => tables_from(models, &ks),
         Ok(Statement::BaseTables(ks)) => base_tables(models, &ks),
         Ok(Statement::Columns(ks)) => columns(models, &ks),
+        Ok(Statement::GtidExecuted) => gtid_executed(models, req.session.as_ref()),
         Err(e) => Err(e),
     };
     // vtgate answers with the caller's session (a missing one means autocommit).
@@ -83,12 +87,16 @@ fn parse(sql: &str) -> Result<Statement, RpcError> {
     if let Some(statement) = schema_query(sql) {
         return Ok(statement);
     }
+    if is_gtid_executed(sql) {
+        return Ok(Statement::GtidExecuted);
+    }
     // Only the first word: the rest of a statement may hold data (vtgate redacts it too).
     Err(rpc_error(
         Code::Unimplemented,
         format!(
-            "simulated vtgate: unsupported statement {}: Execute answers only SHOW VITESS_SHARDS \
-             SHOW TABLES FROM <keyspace> and verify's information_schema queries",
+            "simulated vtgate: unsupported statement {}: Execute answers only SHOW VITESS_SHARDS, \
+             SHOW TABLES FROM <keyspace>, verify's information_schema queries and a shard's \
+             @@global.gtid_executed",
             first.to_ascii_uppercase()
         ),
     ))
@@ -163,6 +171,52 @@ fn keyspace_name(s: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `select [/* comment */] @@global.gtid_executed`, any case.
+fn is_gtid_executed(sql: &str) -> bool {
+    let mut rest = sql.to_ascii_lowercase();
+    while let (Some(open), Some(close)) = (rest.find("/*"), rest.find("*/")) {
+        if close < open {
+            return false;
+        }
+        rest.replace_range(open..close + 2, " ");
+    }
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    words == ["select", "@@global.gtid_executed"]
+}
+
+/// The executed GTID set of the shard a `keyspace:shard@primary` session targets, as MySQL
+/// prints it (no flavor prefix). Without a shard target vtgate would route the statement to
+/// some tablet: the sim refuses it instead, so a client that forgets the target is caught.
+fn gtid_executed(models: &[&Model], session: Option<&Session>) -> Result<QueryResult, RpcError> {
+    let target = session
+        .map(|s| s.target_string.as_str())
+        .unwrap_or_default();
+    let refuse = |why: &str| rpc_error(Code::InvalidArgument, format!("simulated vtgate: {why}"));
+    let (keyspace_shard, tablet_type) = target.split_once('@').unwrap_or((target, ""));
+    let Some((ks, shard)) = keyspace_shard.split_once(':') else {
+        return Err(refuse(
+            "@@global.gtid_executed needs a keyspace:shard target",
+        ));
+    };
+    if !tablet_type.eq_ignore_ascii_case("primary") {
+        return Err(refuse(
+            "@@global.gtid_executed is answered by primaries only",
+        ));
+    }
+    let model = keyspace(models, ks)?;
+    let Some(shard) = model.shards.iter().find(|s| s.name == shard) else {
+        return Err(rpc_error(
+            Code::NotFound,
+            format!("no healthy tablet for {target}"),
+        ));
+    };
+    let set = shard
+        .position()
+        .trim_start_matches(super::gtid::FLAVOR)
+        .to_string();
+    Ok(one_column("@@global.gtid_executed".into(), vec![set]))
 }
 
 /// vtgate's `buildVarCharFields`.
@@ -282,6 +336,9 @@ mod tests {
         let columns = "select table_name, column_name from information_schema.columns where \
                        table_schema = 'ks'  ORDER BY table_name, ordinal_position";
         assert_eq!(parse(columns), Ok(Statement::Columns("ks".into())));
+        let gtids = "select /*vt+ CONSOLIDATOR=disabled */ @@global.gtid_executed";
+        assert_eq!(parse(gtids), Ok(Statement::GtidExecuted));
+        assert!(parse("select @@global.gtid_executed, secret").is_err());
         assert!(parse(
             "select table_name from information_schema.tables where table_schema = 'ks'"
         )

@@ -190,7 +190,7 @@ async fn answer(
 }
 
 /// The first `width` columns of every row as text; rows with a NULL among them are left out.
-fn cells(result: Option<&QueryResult>, width: usize) -> Result<Vec<Vec<String>>> {
+pub(crate) fn cells(result: Option<&QueryResult>, width: usize) -> Result<Vec<Vec<String>>> {
     let Some(result) = result else {
         return Ok(Vec::new());
     };

@@ -41,6 +41,14 @@ pub fn coverage<'a>(shards: impl Iterator<Item = &'a String>) -> Result<Vec<KeyR
     Ok(merged)
 }
 
+/// Whether two shards' key ranges share a key (`wait` asks the serving shards that hold any
+/// of a key-range mirror's keys, whatever reshards happened since).
+pub fn overlaps(a: &str, b: &str) -> Result<bool> {
+    let (a, b) = (key_range(a)?, key_range(b)?);
+    let below = |start: &Bound, end: &Option<Bound>| end.as_ref().is_none_or(|end| start < end);
+    Ok(below(&a.start, &b.end) && below(&b.start, &a.end))
+}
+
 /// `-80` → [min, 0x80); `80-` → [0x80, max); a name without `-` (`0`) is the whole range.
 fn key_range(shard: &str) -> Result<KeyRange> {
     if shard.is_empty() {

@@ -4,7 +4,8 @@
 //! request from a position; `proto` holds Vitess's messages and the sync's own lean view of
 //! the stream; `decode` turns VEvents into steps, checking every wire fact (`position_check`,
 //! `gtid_set`) and converting every cell (`value`); `ddl_statement` says what a source DDL
-//! statement does to a table.
+//! statement does to a table; `primary_position` asks each shard's primary how far it has
+//! committed (`wait`).
 //!
 //! Why this side can never corrupt the mirror: nothing here touches SQLite. Anything the
 //! decoder cannot prove well-formed (a length past its buffer, a VGTID that moves a shard's
@@ -19,6 +20,7 @@ pub mod key_range;
 pub mod naming;
 pub mod phase;
 pub mod position_check;
+pub mod primary_position;
 pub mod proto;
 pub mod selection;
 pub mod table_schema;

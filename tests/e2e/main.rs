@@ -2,7 +2,8 @@
 //! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
 //! several keyspaces in one mirror and key-range mirrors, tables added and copied again, a
 //! table the replicas' copy missed, TLS and
-//! static auth, planned and emergency reparents, vtgate restarts, copies cut into cycles.
+//! static auth, planned and emergency reparents, vtgate restarts, copies cut into cycles,
+//! `wait` (read-your-writes).
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
@@ -22,3 +23,4 @@ mod table_copies;
 mod types;
 mod verify;
 mod vttest;
+mod wait;

@@ -15,3 +15,4 @@ mod sync;
 mod table_copies;
 mod tail;
 mod verify;
+mod wait;
