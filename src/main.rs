@@ -81,6 +81,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => {
             vtmirror::commands::demo::run(args.options()?, mode, shutdown_signal()).await
         }
+        Command::Changes(args) => {
+            vtmirror::commands::changes::run(&args.options(), &mut stdout, shutdown_signal()).await
+        }
         Command::Verify(_) | Command::Wait(_) => {
             unreachable!("verify and wait have their own exit codes (main)")
         }

@@ -167,7 +167,7 @@ pub async fn workload(args: &Args, dir: &Path) -> Result<LongResult> {
         .with_context(|| format!("creating {}", long_dir.display()))?;
     let one = crate::workload::copy_stream(1_000_000);
     let reference = crate::repeat_async(args, "T", "copy-1M (ref)", || {
-        crate::end_to_end(args, &one, "copy", 1_000_000, dir)
+        crate::end_to_end(args, &one, "copy", 1_000_000, dir, false)
     })
     .await?;
     drop(one);

@@ -274,6 +274,7 @@ async fn end_to_end(
     start: &str,
     expected_rows: u64,
     dir: &std::path::Path,
+    change_log: bool,
 ) -> Result<Run> {
     let feed = replay::Feed::new(Arc::new(stream.responses.clone()), None);
     let server = replay::ReplayServer::start(feed).await?;
@@ -282,7 +283,9 @@ async fn end_to_end(
         keyspace: KEYSPACE.into(),
         db: fresh_db(dir, "t.db"),
         start: start.into(),
-        extra_args: args.sync_arg.clone(),
+        extra_args: (args.sync_arg.iter().cloned())
+            .chain(change_log.then(|| "--changes".to_string()))
+            .collect(),
         scrape_every: args.scrape_every(),
     };
     let payload = stream.payload_bytes;
@@ -320,7 +323,11 @@ async fn copy_workload(
     })
     .await?;
     let t = repeat_async(args, "T", &name, || {
-        end_to_end(args, &stream, "copy", rows as u64, dir)
+        end_to_end(args, &stream, "copy", rows as u64, dir, false)
+    })
+    .await?;
+    let tc = repeat_async(args, "T+changes", &name, || {
+        end_to_end(args, &stream, "copy", rows as u64, dir, true)
     })
     .await?;
     let prefix = &decoded[..args.naive_rows()];
@@ -335,6 +342,7 @@ async fn copy_workload(
         l0m,
         d0,
         t,
+        tc,
         n,
     })
 }
@@ -363,7 +371,11 @@ async fn replication_workload(
     .await?;
     let start = workload::replication_start_json();
     let t = repeat_async(args, "T", name, || {
-        end_to_end(args, stream, &start, live, dir)
+        end_to_end(args, stream, &start, live, dir, false)
+    })
+    .await?;
+    let tc = repeat_async(args, "T+changes", name, || {
+        end_to_end(args, stream, &start, live, dir, true)
     })
     .await?;
     Ok(report::ReplicationResult {
@@ -372,5 +384,6 @@ async fn replication_workload(
         l0,
         d0,
         t,
+        tc,
     })
 }

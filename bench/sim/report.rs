@@ -16,6 +16,8 @@ pub struct CopyResult {
     pub l0m: Arm,
     pub d0: Arm,
     pub t: Arm,
+    /// T with the change log on (`--changes`).
+    pub tc: Arm,
     pub n: Arm,
 }
 
@@ -25,6 +27,8 @@ pub struct ReplicationResult {
     pub l0: Arm,
     pub d0: Arm,
     pub t: Arm,
+    /// T with the change log on (`--changes`).
+    pub tc: Arm,
 }
 
 pub struct LagResult {
@@ -121,6 +125,14 @@ fn copy_ratios(out: &mut String, copy: &CopyResult) {
         "≥ 20",
         t / n >= 20.0,
     );
+    let with_log = copy.tc.rows_per_sec() / t;
+    ratio_row(
+        out,
+        &format!("{label}: T+changes / T"),
+        with_log,
+        "≥ 0.75",
+        with_log >= 0.75,
+    );
     ratio_row(
         out,
         &format!("{label}: T / D0 (informative)"),
@@ -160,12 +172,12 @@ pub fn arms_table<'a>(out: &mut String, arms: impl IntoIterator<Item = &'a Arm>)
 fn render_arms(out: &mut String, results: &Results) {
     let _ = writeln!(out, "{ARMS_HEADER}");
     for copy in &results.copies {
-        for arm in [&copy.l0, &copy.l0m, &copy.d0, &copy.t, &copy.n] {
+        for arm in [&copy.l0, &copy.l0m, &copy.d0, &copy.t, &copy.tc, &copy.n] {
             arm_row(out, arm);
         }
     }
     if let Some(r) = &results.replication {
-        for arm in [&r.l0, &r.d0, &r.t] {
+        for arm in [&r.l0, &r.d0, &r.t, &r.tc] {
             arm_row(out, arm);
         }
     }
@@ -259,6 +271,14 @@ pub fn render(command: &str, results: &Results) -> String {
             ratio,
             "≥ 0.50",
             ratio >= 0.5,
+        );
+        let with_log = r.tc.rows_per_sec() / r.t.rows_per_sec();
+        ratio_row(
+            &mut out,
+            "replication drain: T+changes / T",
+            with_log,
+            "≥ 0.75",
+            with_log >= 0.75,
         );
         let d0 = r.t.rows_per_sec() / r.d0.rows_per_sec();
         ratio_row(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::EndpointArgs;
+use crate::cli::{ChangeLogArgs, EndpointArgs};
 use crate::commands::demo::DemoOptions;
 
 #[derive(Args, Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct DemoArgs {
     pub seconds: u64,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
+    #[command(flatten)]
+    pub change_log: ChangeLogArgs,
 }
 
 impl DemoArgs {
@@ -34,6 +36,8 @@ impl DemoArgs {
             writes_per_sec: self.writes_per_sec,
             seconds: self.seconds,
             endpoint: self.endpoint.settings()?,
+            log_changes: self.change_log.changes,
+            changes_retain: self.change_log.retention()?,
         })
     }
 }

@@ -9,6 +9,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod change_log;
+mod changes;
 mod connection;
 mod demo;
 mod endpoint;
@@ -21,6 +23,8 @@ mod tail;
 mod verify;
 mod wait;
 
+pub use change_log::ChangeLogArgs;
+pub use changes::ChangesArgs;
 pub use connection::ConnectionArgs;
 pub use demo::DemoArgs;
 pub use endpoint::EndpointArgs;
@@ -108,7 +112,27 @@ pub enum Command {
         after_help = "Examples:\n  vtmirror demo\n  vtmirror demo --seconds 30 --db /tmp/demo.db"
     )]
     Demo(DemoArgs),
+    /// Print a mirror's change log (sync --changes) as NDJSON: every row change and marker
+    /// after a seq, exactly as committed; --follow keeps printing new ones.
+    #[command(after_help = CHANGES_HELP)]
+    Changes(ChangesArgs),
 }
+
+const CHANGES_HELP: &str = r#"Examples:
+  vtmirror changes --db demo.db --follow
+  vtmirror changes --db shop.db --after 41210 --tables commerce.customer --limit 1000
+
+Each line: {"seq", "table", "op", "key", "after", "before", "position", "timestamp", ...}
+  op: insert, update, delete (key, after and/or before are the row), or a marker:
+      truncate (every row of the table went; with "shard", only that shard's rows went and
+      their deletes follow), schema (the table was created or its columns changed;
+      "columns" lists them), resync (the table was replaced by a re-copy: forget its rows;
+      an insert of each row follows), drop, rename ("to": the new name).
+  Values: integers and reals as JSON numbers, text (DECIMAL, dates, JSON columns included)
+  as strings, binary as base64 strings (the entry's "binary" lists those columns), NULL as null.
+  position: the VGTID after the entry's source transaction; timestamp: its binlog time.
+A consumer applies insert and update as an upsert by key, and stores the last seq in the same
+transaction as its effect; restarted with --after that seq, it skips and repeats nothing."#;
 
 const WAIT_HELP: &str = r#"Examples:
   mysql -e "INSERT INTO customer ..." && vtmirror wait --db commerce.db --vtgate vtgate:15991 && sqlite3 commerce.db 'SELECT ...'

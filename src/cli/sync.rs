@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{ConnectionArgs, EndpointArgs, SelectionArgs};
+use super::{ChangeLogArgs, ConnectionArgs, EndpointArgs, SelectionArgs};
 use crate::commands::sync::{StartFrom, SyncOptions, TableChanges};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::store::Durability;
@@ -85,6 +85,8 @@ pub struct SyncArgs {
     pub connection: ConnectionArgs,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
+    #[command(flatten)]
+    pub change_log: ChangeLogArgs,
 }
 
 impl SyncArgs {
@@ -124,6 +126,8 @@ impl SyncArgs {
             drop_unselected: self.drop_unselected,
             recopy_on_ddl: self.recopy_on_ddl,
         };
+        opts.log_changes = self.change_log.changes;
+        opts.changes_retain = self.change_log.retention()?;
         Ok(opts)
     }
 }

@@ -33,6 +33,9 @@ pub struct DemoOptions {
     pub seconds: u64,
     /// The `--metrics-addr` endpoint, if asked for.
     pub endpoint: Option<EndpointSettings>,
+    /// Record the change log (`sync --changes`).
+    pub log_changes: bool,
+    pub changes_retain: crate::mirror::change_log::retention::Retention,
 }
 
 /// Runs the simulated keyspace and syncs it into `args.db` until Ctrl-C (or `--seconds`).
@@ -101,11 +104,19 @@ fn demo_options(args: &DemoOptions, endpoint: &str) -> SyncOptions {
     };
     let mut opts = SyncOptions::new(spec, args.db.clone());
     opts.backoff_cap = Duration::from_secs(5);
+    opts.log_changes = args.log_changes;
+    opts.changes_retain = args.changes_retain;
     opts
 }
 
 fn print_intro(args: &DemoOptions, server: &SimVtgate, metrics: Option<std::net::SocketAddr>) {
     let db = args.db.display();
+    let follow = match args.log_changes {
+        true => {
+            format!("  vtmirror changes --db {db} --follow   # every row change, as it commits\n")
+        }
+        false => String::new(),
+    };
     println!(
         "vtmirror demo: two simulated keyspaces, as in Vitess's local example: `commerce` (unsharded:\n\
          customer, corder, accounts) and `customer` (shards -80 and 80-: customer, corder), {} rows per\n\
@@ -114,7 +125,7 @@ fn print_intro(args: &DemoOptions, server: &SimVtgate, metrics: Option<std::net:
          sqlite3 {db} 'SELECT count(*) FROM \"customer.customer\"'\n  \
          sqlite3 {db} 'SELECT sum(balance) FROM \"commerce.accounts\"'   # constant: transfers are atomic\n  \
          sqlite3 {db} 'SELECT count(*) FROM \"commerce.customer\" c JOIN \"customer.customer\" o USING (customer_id)'\n  \
-         sqlite3 {db} 'SELECT vgtid_json, copy_completed FROM _vtmirror_checkpoint'\n\
+         sqlite3 {db} 'SELECT vgtid_json, copy_completed FROM _vtmirror_checkpoint'\n{follow}\
          Stop with Ctrl-C; running the demo again resumes from the stored checkpoint.\n",
         args.rows_per_table,
         server.endpoint(),

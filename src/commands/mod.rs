@@ -6,6 +6,7 @@
 //! `query` and `snapshot` only ever read a mirror; `wait` reads one until it has caught up
 //! with the source (read-your-writes).
 
+pub mod changes;
 pub mod demo;
 pub mod query;
 pub mod snapshot;

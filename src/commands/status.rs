@@ -10,7 +10,8 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::mirror::store::{format_utc, lock_path, open_read_only};
+use crate::mirror::store::{lock_path, open_read_only};
+use crate::mirror::timestamp::format_utc;
 use crate::output::render::{count, one_line, plain_table, size};
 use crate::source::proto::binlogdata::VGtid;
 use crate::source::vgtid::row_texts;

@@ -236,6 +236,9 @@ impl Writer {
             }
         }
         self.in_sqlite_tx = false;
+        if let Some(log) = &self.mirror.changes {
+            log.discard(&self.mirror.conn);
+        }
         self.pending = Uncommitted::default();
         self.at_boundary = true;
         self.state_written = None;
@@ -245,6 +248,14 @@ impl Writer {
 
     /// Applies one step; what it hands over (checkpoint, shard name) is taken out of it.
     fn apply(&mut self, step: &mut Step, queue_empty: bool) -> Result<()> {
+        self.apply_step(step, queue_empty)?;
+        if let Some(log) = &self.mirror.changes {
+            log.step_done();
+        }
+        Ok(())
+    }
+
+    fn apply_step(&mut self, step: &mut Step, queue_empty: bool) -> Result<()> {
         match step {
             Step::Schema { schema, copied } => {
                 self.at_boundary = false;
@@ -285,6 +296,10 @@ impl Writer {
                     self.pending.checkpoint = Some(cp);
                 }
                 self.pending.transactions += 1;
+                if let Some(log) = &self.mirror.changes {
+                    let position = self.pending.checkpoint.as_ref();
+                    log.end_transaction(&self.mirror.conn, position, *event_time)?;
+                }
                 self.end_phase();
                 self.count_transaction();
                 self.pending.event_time = self.pending.event_time.max(*event_time);
@@ -403,6 +418,9 @@ impl Writer {
             for dropped in crate::mirror::copy_check::on_copy_completed(conn)? {
                 self.tables.remove(&dropped);
             }
+            if let Some(log) = &self.mirror.changes {
+                log.copy_completed(conn)?;
+            }
             self.copy_completed = true;
         }
         let copies_ended = !pending.shards_copied.is_empty() || pending.copy_completed;
@@ -422,6 +440,9 @@ impl Writer {
         if let Some(phase) = pending.phase.filter(|p| self.phase_written != Some(*p)) {
             metadata::set_status(conn, "phase", phase.name())?;
             self.phase_written = Some(phase);
+        }
+        if let Some(log) = &self.mirror.changes {
+            log.before_commit(conn)?;
         }
         if let Some(crash) = self.crash {
             let phase = self.current_phase(pending.phase);

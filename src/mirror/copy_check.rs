@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::mirror::metadata;
-use crate::mirror::schema::{self, quote};
+use crate::mirror::schema;
 use crate::mirror::table_copy::{self, Reason};
 use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::VGtid;
@@ -70,9 +70,8 @@ pub fn replace_by_copies(
     tables: &[String],
 ) -> Result<()> {
     for table in tables {
-        tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(table)))
+        crate::mirror::ddl::drop_table(tx, table)
             .with_context(|| format!("dropping the incomplete table {table}"))?;
-        metadata::forget_table(tx, table)?;
     }
     table_copy::request(tx, naming, stored, tables, Reason::Missing)
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use rusqlite::Connection;
 
+use crate::mirror::change_log::{self, Marker};
 use crate::mirror::metadata;
 use crate::mirror::owner::{owner_of, OWNER_COLUMN};
 use crate::source::naming::Naming;
@@ -82,7 +83,11 @@ pub fn ensure_layout(conn: &Connection, table: &str, wanted: &Layout) -> Result<
             true
         }
     };
-    Ok(add_owner_column(conn, table)? || changed)
+    let changed = add_owner_column(conn, table)? || changed;
+    if changed {
+        change_log::mark(conn, Marker::Schema { table })?;
+    }
+    Ok(changed)
 }
 
 /// Gives a table of a mirror made before rows recorded their shard (`mirror::owner`) the
@@ -225,6 +230,8 @@ pub fn apply_source_ddl(conn: &Connection, scope: &DdlScope, ddl: &SourceDdl) ->
         SourceDdl::Truncate(table) => {
             let table = &scope.table(table);
             if exists(conn, table)? {
+                let shard = owner_of(scope.shard);
+                change_log::mark(conn, Marker::Truncate { table, shard })?;
                 per_shard::remove_rows(conn, table, owner_of(scope.shard))
                     .with_context(|| format!("truncating table {table}"))?;
             }
@@ -261,6 +268,7 @@ fn refuse_if_mirrored(
 
 pub(crate) fn drop_table(conn: &Connection, table: &str) -> Result<()> {
     if exists(conn, table)? {
+        change_log::mark(conn, Marker::Drop { table })?;
         conn.execute_batch(&format!("DROP TABLE {}", quote(table)))
             .with_context(|| format!("dropping table {table}"))?;
     }
@@ -296,6 +304,7 @@ pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
     }
     check_table_name(to)?;
     if exists(conn, to)? {
+        change_log::mark(conn, Marker::Drop { table: to })?;
         conn.execute_batch(&format!("DROP TABLE {}", quote(to)))?;
     }
     conn.execute_batch(&format!(
@@ -304,7 +313,8 @@ pub fn rename_table(conn: &Connection, from: &str, to: &str) -> Result<()> {
         quote(to)
     ))
     .with_context(|| format!("renaming table {from} to {to}"))?;
-    metadata::rename_table(conn, from, to)
+    metadata::rename_table(conn, from, to)?;
+    change_log::mark(conn, Marker::Rename { from, to })
 }
 
 /// The shadow's rows never reached the stream, so the table is only followed when every
@@ -367,6 +377,7 @@ fn rename_column(
         ))
         .with_context(|| format!("renaming a column of table {table}"))?;
         metadata::rename_field(conn, table, from, to)?;
+        change_log::mark(conn, Marker::Schema { table })?;
     }
     Ok(())
 }

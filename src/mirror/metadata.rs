@@ -10,7 +10,7 @@ use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::mirror::schema::quote;
-use crate::mirror::store::now_text;
+use crate::mirror::timestamp::now_text;
 use crate::source::decode::ShardSchema;
 use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{TableLastPk, VGtid};
@@ -153,6 +153,17 @@ pub fn source_label(conn: &Connection) -> Result<Option<String>> {
     )
     .optional()
     .context("reading the mirror identity")
+}
+
+/// One `_vtmirror_status` value, if set.
+pub fn status(conn: &Connection, key: &str) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT value FROM _vtmirror_status WHERE key = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .optional()
+    .with_context(|| format!("reading status {key}"))
 }
 
 pub fn set_status(conn: &Connection, key: &str, value: &str) -> Result<()> {

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod batch;
+pub mod change_log;
 pub mod checkpoint;
 pub mod copy_check;
 pub mod ddl;
@@ -25,6 +26,7 @@ pub mod resume;
 pub mod schema;
 pub mod store;
 pub mod table_copy;
+pub mod timestamp;
 pub mod upsert;
 pub mod versions;
 pub mod wal;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+use crate::mirror::timestamp::now_text;
 use crate::mirror::wal::{self, WalCheckpoints};
 use crate::source::naming::Naming;
 
@@ -17,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_online_ddl.sql"),
     include_str!("../../migrations/0003_table_copies.sql"),
     include_str!("../../migrations/0004_row_versions.sql"),
+    include_str!("../../migrations/0005_change_log.sql"),
 ];
 
 /// How durable each commit is. NORMAL is safe against process crashes (the checkpoint rolls
@@ -47,6 +49,8 @@ pub struct Mirror {
     /// The filter the file was made with, when this sync asks for another one (same
     /// keyspaces): `sync` then adds and removes tables (`table_copy`) or refuses.
     pub previous_filter: Option<String>,
+    /// The change log, once `change_log::enable` turned it on for this sync.
+    pub changes: Option<crate::mirror::change_log::ChangeLog>,
     _lock: File,
 }
 
@@ -144,6 +148,7 @@ impl Mirror {
             conn,
             naming: Naming::of_label(&identity.keyspace),
             previous_filter,
+            changes: None,
             _lock: lock,
         })
     }
@@ -345,44 +350,9 @@ pub fn update_filter(tx: &Connection, filter: &str) -> Result<()> {
     Ok(())
 }
 
-/// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`, from the system clock.
-pub fn now_text() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format_utc(now.as_secs() as i64, now.subsec_millis())
-}
-
-/// Formats seconds since the epoch as UTC (civil-from-days, no time-zone database needed).
-pub fn format_utc(secs: i64, millis: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting_matches_known_dates() {
-        assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_utc(1_593_314_922, 5), "2020-06-28T03:28:42.005Z");
-    }
 
     #[test]
     fn a_second_writer_on_the_same_file_is_refused() {

@@ -25,7 +25,7 @@ use rusqlite::{params, Connection};
 
 use crate::mirror::metadata::{self, Ceiling, CopyState};
 use crate::mirror::schema::{quote, shadow_of};
-use crate::mirror::store::now_text;
+use crate::mirror::timestamp::now_text;
 use crate::source::naming::Naming;
 use crate::source::proto::binlogdata::{TableLastPk, VGtid};
 use crate::source::table_schema::TableSchema;

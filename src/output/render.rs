@@ -116,7 +116,7 @@ pub fn size(bytes: u64) -> String {
 
 /// Seconds since the epoch as the seed prints them: `2020-06-28 03:28:42 +0000 UTC`.
 pub fn seed_time(secs: i64) -> String {
-    let iso = crate::mirror::store::format_utc(secs, 0);
+    let iso = crate::mirror::timestamp::format_utc(secs, 0);
     format!("{} {} +0000 UTC", &iso[..10], &iso[11..19])
 }
 

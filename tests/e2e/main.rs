@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod change_feed;
 mod ddl;
 mod failover;
 mod fidelity;

@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_wire;
+mod change_feed;
 mod crash_kill;
 mod fuzz;
 mod mirror_file;

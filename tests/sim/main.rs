@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod changes;
 mod cli;
 mod keyspaces;
 mod metrics;

@@ -254,6 +254,7 @@ pub fn copied_rows(db: &Path) -> i64 {
     .unwrap()
 }
 pub mod checkpoint_watch;
+pub mod feed_consumer;
 pub mod prometheus;
 pub mod proxy;
 pub mod sync_runner;

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::{classify, render, Backoff, Class, Transient};
 use crate::mirror::apply::{QueuedSteps, Writer, WriterMsg};
+use crate::mirror::change_log;
 use crate::mirror::metadata;
 use crate::mirror::resume::{start_position, Start};
 use crate::mirror::store::Mirror;
@@ -46,7 +47,8 @@ pub async fn run(
     // A new file that fails before its first commit is removed again: a typo in --keyspace or
     // a filter must not leave a file that then refuses the corrected flags as another mirror.
     let created = !opts.db.exists();
-    let mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
+    let mut mirror = Mirror::open(&opts.db, &opts.identity(), opts.durability)?;
+    mirror.changes = change_log::enable(&mirror.conn, opts.log_changes, opts.changes_retain)?;
     let before = tables::before(&mirror)?;
     let changed = tables::selected(&opts, &before).await;
     if let Err(err) = changed.and_then(|selected| tables::apply(&opts, &mirror, before, selected)) {
@@ -212,6 +214,14 @@ fn spawn_writer(
             Ok(start) => start,
             Err(e) => return (mirror, Err(e)),
         };
+        // A mirror that runs no first copy (started at a position, or its copy done) logs
+        // from here; one whose first copy runs logs when it completes.
+        let first_copy = !start.copy_completed && copy_requested(&start.vgtid);
+        if let (Some(log), false) = (&mirror.changes, first_copy) {
+            if let Err(e) = log.wake(&mirror.conn) {
+                return (mirror, Err(e));
+            }
+        }
         let _ = start_tx.send(start);
         Writer::new(mirror, policy, progress).run(rx)
     });

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::TableChanges;
 use crate::mirror::batch::CommitPolicy;
+use crate::mirror::change_log::retention::Retention;
 use crate::mirror::store::{Durability, Identity};
 use crate::source::proto::binlogdata::VGtid;
 use crate::source::vgtid;
@@ -44,6 +45,10 @@ pub struct SyncOptions {
     pub exit_after_copy: bool,
     /// Tables added, dropped or copied again (`tables`).
     pub changes: TableChanges,
+    /// Record every change in the change log (`mirror::change_log`); once on, it stays on.
+    pub log_changes: bool,
+    /// What the change log keeps.
+    pub changes_retain: Retention,
 }
 
 impl SyncOptions {
@@ -65,6 +70,8 @@ impl SyncOptions {
             stop_at: None,
             exit_after_copy: false,
             changes: TableChanges::default(),
+            log_changes: false,
+            changes_retain: Retention::default(),
         }
     }
 

@@ -121,6 +121,9 @@ pub fn apply(
         table_copy::request(&tx, &mirror.naming, &vgtid, recopy, Reason::Requested)?;
     }
     update_filter(&tx, &opts.identity().filter)?;
+    if let Some(log) = &mirror.changes {
+        log.before_commit(&tx)?;
+    }
     tx.commit().context("recording the mirror's new tables")?;
     tracing::info!(added = ?plan.added, dropped = ?plan.removed, recopy = ?recopy, "the mirror's tables changed");
     Ok(())
@@ -140,6 +143,9 @@ fn request_recopy(opts: &SyncOptions, mirror: &Mirror) -> Result<()> {
         &opts.changes.recopy,
         Reason::Requested,
     )?;
+    if let Some(log) = &mirror.changes {
+        log.before_commit(&tx)?;
+    }
     tx.commit().context("recording the re-copy request")?;
     tracing::info!(tables = ?opts.changes.recopy, "copying tables again");
     Ok(())
@@ -259,6 +265,9 @@ pub fn copy_instead_of_stop(mirror: &Mirror, err: &anyhow::Error) -> Result<Opti
         table_copy::request(&tx, &mirror.naming, &vgtid, &tables, Reason::Ddl)?;
     } else {
         drop_table(&tx, &mirror.naming, table)?;
+    }
+    if let Some(log) = &mirror.changes {
+        log.before_commit(&tx)?;
     }
     tx.commit()
         .with_context(|| format!("recording a copy of table {table}"))?;

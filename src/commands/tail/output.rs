@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Map, Value as Json};
 
 use super::follow::{Change, EndKind, Item, RowsEvent, Text, TxEnd};
-use crate::mirror::store::format_utc;
+use crate::mirror::timestamp::format_utc;
 use crate::output::render::{boxed_table, one_line, seed_time};
 use crate::source::proto::binlogdata::VGtid;
 use crate::source::vgtid::{row_texts, to_json};
