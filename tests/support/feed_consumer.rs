@@ -13,14 +13,11 @@ use base64::Engine;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 use serde_json::Value as Json;
+use vtmirror::mirror::schema::quote;
 
 /// The environment variable that turns the test binary into the consumer:
 /// `MIRROR_DB|CONSUMER_DB`.
 pub const CONSUMER_ENV: &str = "VTMIRROR_FEED_CONSUMER";
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 /// Starts the test binary `test_binary` as the consumer (its test `test_name` runs `run`).
 pub fn spawn(test_name: &str, mirror: &Path, consumer: &Path) -> Child {

@@ -61,20 +61,25 @@ impl<'a> Feed<'a> {
                  $(sqlite3 FILE 'SELECT max(seq) FROM _vtmirror_changes')`)"
             );
         }
-        let filter = match tables.len() {
-            0 => String::new(),
-            n => format!(
+        let filter =
+            match tables.len() {
+                0 => String::new(),
+                n => format!(
                 " AND cols IN (SELECT id FROM _vtmirror_change_columns WHERE table_name IN ({}))",
-                vec!["?"; n].join(", ")
+                (3..3 + n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
             ),
-        };
+            };
         let sql = format!(
             "SELECT seq, tx, op, cols, after, before, detail FROM _vtmirror_changes
-             WHERE seq > {after}{filter} ORDER BY seq LIMIT {limit}"
+             WHERE seq > ?1{filter} ORDER BY seq LIMIT ?2"
         );
+        // One statement text per number of tables: `--follow` polls reuse the prepared one.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut params: Vec<rusqlite::types::Value> = vec![after.into(), limit.into()];
+        params.extend(tables.iter().map(|t| t.clone().into()));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map(params_from_iter(tables), |r| {
+            .query_map(params_from_iter(params), |r| {
                 Ok(Stored {
                     seq: r.get(0)?,
                     tx: r.get(1)?,

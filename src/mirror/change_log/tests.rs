@@ -289,3 +289,22 @@ fn before_the_first_copy_completes_nothing_is_logged_then_every_table_whole() {
     assert_eq!(ops(&all), ["resync t", "insert t", "update t"]);
     assert_eq!(all[1]["after"], json!({"id": 2, "v": "b"}));
 }
+
+#[test]
+fn a_reader_can_ask_for_some_tables_only_and_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = mirror_with_log(dir.path());
+    created(&m);
+    m.conn.execute_batch("BEGIN").unwrap();
+    ensure_layout(&m.conn, "u", &layout(&[])).unwrap();
+    m.changes.as_ref().unwrap().before_commit(&m.conn).unwrap();
+    m.conn.execute_batch("COMMIT").unwrap();
+    let sql = "INSERT INTO t (id, v) VALUES (1, 'a'); INSERT INTO u (id, v) VALUES (2, 'b');
+               INSERT INTO t (id, v) VALUES (3, 'c');";
+    transaction(&m, sql, 2);
+    let mut feed = Feed::open(&m.conn).unwrap();
+    let only_t = feed.read(2, 10, &["t".to_string()]).unwrap();
+    let seqs: Vec<i64> = only_t.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![3, 5]);
+    assert_eq!(feed.read(0, 2, &[]).unwrap().len(), 2, "the limit holds");
+}
