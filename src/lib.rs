@@ -1,6 +1,33 @@
 //! vtmirror keeps a local SQLite copy of Vitess keyspaces (one, several, every keyspace, or
 //! a key range of one) through vtgate's VStream API, exactly once across crashes and restarts.
 //!
+//! # The public API
+//! An application embeds a mirror with [`Mirror`] (the file: read connections, waits, the
+//! change feed as a stream), [`Source`] (a vtgate and what to mirror) and [`SyncBuilder`] /
+//! [`SyncHandle`] (a sync started and stopped from code). Nothing else is public; the
+//! `vtmirror` command line ([`command_line`]) runs its syncs through the same builder.
+//! `examples/embed.rs` is a whole application.
+//!
+//! ```no_run
+//! # async fn app() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use vtmirror::{Mirror, Source};
+//!
+//! let mirror = Mirror::new("orders.db");
+//! let source = Source::new("vtgate:15991", "commerce")?;
+//! let sync = mirror.sync(&source)?.changes(true).start().await?;
+//! // Read-your-writes: every transaction vtgate acknowledged before this call is in the file.
+//! mirror.wait_for_source(&source, Duration::from_secs(30)).await?;
+//! let rows: i64 = mirror.reader()?.query_row("SELECT count(*) FROM corder", [], |r| r.get(0))?;
+//! let mut changes = mirror.changes(0, &[]);
+//! while let Some(change) = changes.next().await {
+//!     let change = change?;
+//!     println!("{} {} {} {}", change.seq, change.op, change.table, change.key());
+//! }
+//! sync.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Where a row travels
 //! ```text
 //! vtgate ─gRPC─▶ source::transport ─▶ source::vstream (request, responses)
@@ -19,6 +46,7 @@
 //! # The tree
 //! | folder | holds |
 //! |---|---|
+//! | `library/` | the public API: `Mirror`, `Source`, `SyncBuilder`/`SyncHandle`, `ChangeStream`; thin over `commands/` |
 //! | `cli/` | command-line flags (each also from a `VTMIRROR_*` variable), validated into the options `commands/` define: one file per subcommand, shared flags in files of their own; `commands/` never name `cli` |
 //! | `commands/` | one file per subcommand: `sync/` (orchestration: checkpoint → stream → decode → writer; retry and shutdown; `tables`: tables added, dropped or copied again; `reshard`: a copy that had not begun on a keyspace resharded since starts on its serving shards), `changes` (the change feed as NDJSON), `tail`, `status`, `query`, `snapshot`, `demo`, `wait/` (read-your-writes: the mirror's checkpoint against each serving shard's primary position, or a given one), `verify/` (the mirror against a scratch copy of the source stopped at its checkpoint, and its tables and columns against vtgate's catalog) |
 //! | `source/` | vtgate → steps, and the Vitess vocabulary the rest of the tree speaks: `transport` (address, TLS, static auth), `selection` (keyspaces, shards, tables of a mirror), `naming` (bare or `keyspace.table` names), `table_schema` (a table as FIELD events describe it), `vgtid` (a VGtid's stored bytes and JSON text), `phase` (copy, catch-up, replication), `key_range` (shard names as key ranges), `catalog` (what vtgate serves, checked before a new mirror's first write; the tables and columns `verify` compares), `primary_position` (each shard's primary's `gtid_executed` through Execute, for `wait`), `vstream` (request), `proto` (Vitess's messages and the sync's lean view), `decode`, `value`, `position_check`, `gtid_set`, `ddl_statement` |
@@ -47,6 +75,11 @@
 //! 8. The change log never disagrees with the tables: its entries are written by SQLite, in
 //!    the transaction that changes the rows, and `seq` has no gap (`mirror::change_log`).
 
+// Without `internals`, items only the crate's tests, benchmarks and simulated faults use look
+// unused; with it (every check: `cargo clippy --all-targets`, `cargo test`) they are public,
+// as they were before the API was drawn.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
+
 /// The allocator of every program built on this library (the binary, the benchmark, tests),
 /// so they all measure the same code. Values are allocated on the decoder's thread and freed
 /// on the retirement thread; glibc's malloc serialises that on arena locks (futex waits in
@@ -54,10 +87,29 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod cli;
-pub mod commands;
-pub mod error;
-pub mod mirror;
-pub mod output;
-pub mod sim;
-pub mod source;
+/// The inner modules: public to the crate's own tests, benchmarks and examples (feature
+/// `internals`), private to every other dependent.
+macro_rules! inner_modules {
+    ($($name:ident),* $(,)?) => {$(
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+
+inner_modules!(cli, commands, error, mirror, output, sim, source);
+
+mod library;
+
+pub use library::{
+    Change, ChangeStream, Mirror, Source, SyncBuilder, SyncHandle, SyncOutcome, SyncStatus,
+    WaitOutcome,
+};
+
+/// Runs the `vtmirror` command line with this process's arguments, as the binary does, and
+/// returns its exit status.
+pub fn command_line() -> std::process::ExitCode {
+    cli::main()
+}

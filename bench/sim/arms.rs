@@ -314,11 +314,27 @@ pub struct SyncRun {
     pub extra_args: Vec<String>,
     /// With the metrics endpoint on, scraped this often while the sync runs.
     pub scrape_every: Option<Duration>,
+    /// Through the public library API (`vtmirror::Mirror::sync`) instead of the command
+    /// line's flags.
+    pub library: bool,
 }
 
 impl SyncRun {
     fn command(&self, metrics_addr: Option<&str>) -> Result<Command> {
         let mut cmd = Command::new(std::env::current_exe()?);
+        if self.library {
+            anyhow::ensure!(
+                self.extra_args.is_empty() && metrics_addr.is_none(),
+                "the library arm takes no sync flags"
+            );
+            cmd.arg(crate::SYNC_LIBRARY_CHILD)
+                .args([&self.vtgate, &self.keyspace])
+                .arg(&self.db)
+                .arg(&self.start)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped());
+            return Ok(cmd);
+        }
         cmd.arg(crate::SYNC_CHILD)
             .args(["--vtgate", &self.vtgate, "--keyspace", &self.keyspace])
             .arg("--db")

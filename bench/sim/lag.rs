@@ -148,6 +148,7 @@ pub async fn workload(
             start: crate::workload::replication_start_json(),
             extra_args: args.sync_arg.clone(),
             scrape_every: args.scrape_every(),
+            library: false,
         };
         let db = sync.db.clone();
         let run = paced_replication(Arc::clone(&responses), rate, sync, payload).await?;

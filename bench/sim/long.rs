@@ -144,6 +144,7 @@ async fn long_run(
         start: "copy".into(),
         extra_args: args.sync_arg.clone(),
         scrape_every: None,
+        library: false,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -167,7 +168,7 @@ pub async fn workload(args: &Args, dir: &Path) -> Result<LongResult> {
         .with_context(|| format!("creating {}", long_dir.display()))?;
     let one = crate::workload::copy_stream(1_000_000);
     let reference = crate::repeat_async(args, "T", "copy-1M (ref)", || {
-        crate::end_to_end(args, &one, "copy", 1_000_000, dir, false)
+        crate::end_to_end(args, &one, "copy", 1_000_000, dir, crate::SyncArm::Cli)
     })
     .await?;
     drop(one);

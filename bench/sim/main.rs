@@ -24,6 +24,8 @@ use workload::{Stream, KEYSPACE};
 
 /// argv[1] that turns this binary into `vtmirror sync` (the T arm's child process).
 pub const SYNC_CHILD: &str = "__sync";
+/// The first argument that makes this binary the T lib arm's child (`library_child`).
+pub const SYNC_LIBRARY_CHILD: &str = "__sync_library";
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "vtmirror benchmark: L0 / D0 / T / N arms with ratios")]
@@ -102,6 +104,9 @@ fn main() -> Result<()> {
     if argv.get(1).map(String::as_str) == Some(SYNC_CHILD) {
         return sync_child(&argv[2..]);
     }
+    if argv.get(1).map(String::as_str) == Some(SYNC_LIBRARY_CHILD) {
+        return library_child(&argv[2..]);
+    }
     let mut args = Args::parse();
     // --quick stays under 5 minutes even on a slow hour of a 2-core VM (342 s with 5).
     args.repetitions = args.reps.unwrap_or(if args.quick { 3 } else { 5 });
@@ -139,15 +144,46 @@ fn sync_child(flags: &[String]) -> Result<()> {
         vtmirror::commands::sync::run(opts, Arc::clone(&progress), pending).await
     })?;
     let s = progress.snapshot();
+    print_child_report(s.commits, s.rows, s.committed_at_ms);
+    Ok(())
+}
+
+/// The T lib arm's child: the same sync through the public API only (`VTGATE KEYSPACE DB
+/// START`, START `copy` or a position), printing the same counters.
+fn library_child(argv: &[String]) -> Result<()> {
+    let [vtgate, keyspace, db, start] = argv else {
+        anyhow::bail!("usage: {SYNC_LIBRARY_CHILD} VTGATE KEYSPACE DB START");
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        let mirror = vtmirror::Mirror::new(db);
+        let mut sync = mirror.sync(&vtmirror::Source::new(vtgate, keyspace)?)?;
+        if start != "copy" {
+            sync = sync.start_from_position(start)?;
+        }
+        let mut sync = (sync.exit_when_caught_up(std::time::Duration::from_millis(500)))
+            .start()
+            .await?;
+        sync.finished().await?;
+        anyhow::Ok(sync.status())
+    })?;
+    let committed_at_ms = (status.last_commit)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64);
+    print_child_report(status.commits, status.rows, committed_at_ms);
+    Ok(())
+}
+
+/// A sync child's counters on stdout (`arms::ChildReport::parse` reads them).
+fn print_child_report(commits: u64, rows: u64, committed_at_ms: i64) {
     println!(
-        r#"{{"commits":{},"rows":{},"committed_at_ms":{},"peak_rss_kb":{},"disk_written":{}}}"#,
-        s.commits,
-        s.rows,
-        s.committed_at_ms,
+        r#"{{"commits":{commits},"rows":{rows},"committed_at_ms":{committed_at_ms},"peak_rss_kb":{},"disk_written":{}}}"#,
         peak_rss_kb(),
         measure::disk_written()
     );
-    Ok(())
 }
 
 /// This process's peak RSS (VmHWM). wait4's ru_maxrss would also count the parent's pages
@@ -267,6 +303,17 @@ where
     })
 }
 
+/// Which way the end-to-end sync runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncArm {
+    /// T: the command line's flags and sync.
+    Cli,
+    /// T+changes: the same with `--changes`.
+    WithChanges,
+    /// T lib: the public library API (`vtmirror::Mirror::sync`).
+    Library,
+}
+
 /// T: `vtmirror sync` against the replay server, checked to hold `expected_rows` rows.
 async fn end_to_end(
     args: &Args,
@@ -274,7 +321,7 @@ async fn end_to_end(
     start: &str,
     expected_rows: u64,
     dir: &std::path::Path,
-    change_log: bool,
+    arm: SyncArm,
 ) -> Result<Run> {
     let feed = replay::Feed::new(Arc::new(stream.responses.clone()), None);
     let server = replay::ReplayServer::start(feed).await?;
@@ -283,10 +330,14 @@ async fn end_to_end(
         keyspace: KEYSPACE.into(),
         db: fresh_db(dir, "t.db"),
         start: start.into(),
-        extra_args: (args.sync_arg.iter().cloned())
-            .chain(change_log.then(|| "--changes".to_string()))
-            .collect(),
-        scrape_every: args.scrape_every(),
+        extra_args: match arm {
+            SyncArm::Library => Vec::new(),
+            _ => (args.sync_arg.iter().cloned())
+                .chain((arm == SyncArm::WithChanges).then(|| "--changes".to_string()))
+                .collect(),
+        },
+        scrape_every: args.scrape_every().filter(|_| arm != SyncArm::Library),
+        library: arm == SyncArm::Library,
     };
     let payload = stream.payload_bytes;
     let db = sync.db.clone();
@@ -323,11 +374,22 @@ async fn copy_workload(
     })
     .await?;
     let t = repeat_async(args, "T", &name, || {
-        end_to_end(args, &stream, "copy", rows as u64, dir, false)
+        end_to_end(args, &stream, "copy", rows as u64, dir, SyncArm::Cli)
     })
     .await?;
     let tc = repeat_async(args, "T+changes", &name, || {
-        end_to_end(args, &stream, "copy", rows as u64, dir, true)
+        end_to_end(
+            args,
+            &stream,
+            "copy",
+            rows as u64,
+            dir,
+            SyncArm::WithChanges,
+        )
+    })
+    .await?;
+    let tl = repeat_async(args, "T lib", &name, || {
+        end_to_end(args, &stream, "copy", rows as u64, dir, SyncArm::Library)
     })
     .await?;
     let prefix = &decoded[..args.naive_rows()];
@@ -343,6 +405,7 @@ async fn copy_workload(
         d0,
         t,
         tc,
+        tl,
         n,
     })
 }
@@ -371,11 +434,15 @@ async fn replication_workload(
     .await?;
     let start = workload::replication_start_json();
     let t = repeat_async(args, "T", name, || {
-        end_to_end(args, stream, &start, live, dir, false)
+        end_to_end(args, stream, &start, live, dir, SyncArm::Cli)
     })
     .await?;
     let tc = repeat_async(args, "T+changes", name, || {
-        end_to_end(args, stream, &start, live, dir, true)
+        end_to_end(args, stream, &start, live, dir, SyncArm::WithChanges)
+    })
+    .await?;
+    let tl = repeat_async(args, "T lib", name, || {
+        end_to_end(args, stream, &start, live, dir, SyncArm::Library)
     })
     .await?;
     Ok(report::ReplicationResult {
@@ -385,5 +452,6 @@ async fn replication_workload(
         d0,
         t,
         tc,
+        tl,
     })
 }

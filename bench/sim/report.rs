@@ -18,6 +18,8 @@ pub struct CopyResult {
     pub t: Arm,
     /// T with the change log on (`--changes`).
     pub tc: Arm,
+    /// T through the public library API.
+    pub tl: Arm,
     pub n: Arm,
 }
 
@@ -29,6 +31,8 @@ pub struct ReplicationResult {
     pub t: Arm,
     /// T with the change log on (`--changes`).
     pub tc: Arm,
+    /// T through the public library API.
+    pub tl: Arm,
 }
 
 pub struct LagResult {
@@ -133,6 +137,14 @@ fn copy_ratios(out: &mut String, copy: &CopyResult) {
         "≥ 0.75",
         with_log >= 0.75,
     );
+    let library = copy.tl.rows_per_sec() / t;
+    ratio_row(
+        out,
+        &format!("{label}: T lib / T"),
+        library,
+        "≥ 0.95",
+        library >= 0.95,
+    );
     ratio_row(
         out,
         &format!("{label}: T / D0 (informative)"),
@@ -172,12 +184,14 @@ pub fn arms_table<'a>(out: &mut String, arms: impl IntoIterator<Item = &'a Arm>)
 fn render_arms(out: &mut String, results: &Results) {
     let _ = writeln!(out, "{ARMS_HEADER}");
     for copy in &results.copies {
-        for arm in [&copy.l0, &copy.l0m, &copy.d0, &copy.t, &copy.tc, &copy.n] {
+        for arm in [
+            &copy.l0, &copy.l0m, &copy.d0, &copy.t, &copy.tc, &copy.tl, &copy.n,
+        ] {
             arm_row(out, arm);
         }
     }
     if let Some(r) = &results.replication {
-        for arm in [&r.l0, &r.d0, &r.t, &r.tc] {
+        for arm in [&r.l0, &r.d0, &r.t, &r.tc, &r.tl] {
             arm_row(out, arm);
         }
     }
@@ -279,6 +293,14 @@ pub fn render(command: &str, results: &Results) -> String {
             with_log,
             "≥ 0.75",
             with_log >= 0.75,
+        );
+        let library = r.tl.rows_per_sec() / r.t.rows_per_sec();
+        ratio_row(
+            &mut out,
+            "replication drain: T lib / T",
+            library,
+            "≥ 0.95",
+            library >= 0.95,
         );
         let d0 = r.t.rows_per_sec() / r.d0.rows_per_sec();
         ratio_row(

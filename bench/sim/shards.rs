@@ -290,7 +290,9 @@ async fn alternate(
     let (mut t1, mut t8) = (Vec::new(), Vec::new());
     for rep in 0..args.repetitions {
         for (label, stream, runs) in [("T1", one, &mut t1), ("T8", eight, &mut t8)] {
-            let run = crate::end_to_end(args, stream, "copy", rows as u64, dir, false).await?;
+            let run =
+                crate::end_to_end(args, stream, "copy", rows as u64, dir, crate::SyncArm::Cli)
+                    .await?;
             exact_rows(&dir.join("t.db"), rows as u64)?;
             eprintln!(
                 "  copy-8shards {label:<3} rep {rep}: {:>10.0} rows/s",

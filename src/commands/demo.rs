@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::commands::sync::SyncOptions;
+use crate::library::SyncBuilder;
 use crate::output::endpoint::{Endpoint, EndpointSettings};
-use crate::output::progress::Progress;
 use crate::output::report::{Mode, Reporter};
 use crate::sim::{spawn_live_writes, ModelSpec, SharedModel, SimVtgate};
 use crate::source::proto::topodata::TabletType;
@@ -44,8 +44,6 @@ pub async fn run(
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let progress = Arc::new(Progress::default());
-    let endpoint = Endpoint::start_if(args.endpoint.as_ref(), &progress, &args.db).await?;
     let models: Vec<_> = (ModelSpec::local_example(args.rows_per_table).into_iter())
         .map(SharedModel::new)
         .collect();
@@ -58,8 +56,10 @@ pub async fn run(
     let writes: Vec<_> = (models.iter())
         .map(|model| spawn_live_writes(model.clone(), rate, stop_rx.clone()))
         .collect();
+    let sync = SyncBuilder::from_options(demo_options(&args, &server.endpoint()));
+    let progress = sync.progress();
+    let endpoint = Endpoint::start_if(args.endpoint.as_ref(), &progress, &args.db).await?;
     print_intro(&args, &server, endpoint.as_ref().map(Endpoint::local_addr));
-    let opts = demo_options(&args, &server.endpoint());
     let reporter = Reporter::start(Arc::clone(&progress), args.db.clone(), mode);
     let seconds = args.seconds;
     let stop = async move {
@@ -72,7 +72,11 @@ pub async fn run(
             }
         }
     };
-    let outcome = crate::commands::sync::run(opts, Arc::clone(&progress), stop).await;
+    let mut sync = sync.start().await?;
+    let outcome = tokio::select! {
+        outcome = sync.finished() => outcome,
+        _ = stop => sync.stop().await,
+    };
     reporter.stop();
     let _ = stop_tx.send(true);
     let mut written = 0;

@@ -74,6 +74,9 @@ pub struct Progress {
     /// writer when it loads the file and after copies finish, never per commit.
     table_copies: Mutex<Vec<String>>,
     state: AtomicU8,
+    /// The sync has opened the file and checked its tables against the source: readers and
+    /// waits may open it (`library::SyncBuilder::start` returns then).
+    file_ready: AtomicBool,
     /// Monotonic ms (+1) at which the writer took the message it is applying; 0 while it
     /// waits for the next one.
     writer_busy_since: AtomicI64,
@@ -151,6 +154,14 @@ impl Progress {
     /// The unfinished table copies (`table (reason)`), empty when none.
     pub fn table_copies(&self) -> Vec<String> {
         (self.table_copies.lock().unwrap_or_else(|e| e.into_inner())).clone()
+    }
+
+    pub fn mark_file_ready(&self) {
+        self.file_ready.store(true, Ordering::Release);
+    }
+
+    pub fn file_ready(&self) -> bool {
+        self.file_ready.load(Ordering::Acquire)
     }
 
     pub fn set_state(&self, state: SyncState) {

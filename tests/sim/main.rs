@@ -6,6 +6,7 @@ mod support;
 
 mod changes;
 mod cli;
+mod embed;
 mod keyspaces;
 mod metrics;
 mod query;

@@ -59,6 +59,7 @@ pub async fn run(
     }
     record_status(&mirror.conn, "state", "starting");
     progress.set_state(SyncState::Starting);
+    progress.mark_file_ready();
     let mut mirror = Some(mirror);
     let mut backoff = Backoff::new(opts.backoff_base, opts.backoff_cap);
     // A re-copy that does not get the stream past the DDL would otherwise loop.
