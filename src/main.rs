@@ -7,7 +7,8 @@ use std::sync::Arc;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use vtmirror::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat, WaitArgs};
-use vtmirror::commands::wait::WaitOutcome;
+use vtmirror::commands::serve::Server;
+use vtmirror::commands::wait::{WaitFor, WaitOutcome};
 use vtmirror::output::endpoint::Endpoint;
 use vtmirror::output::progress::Progress;
 use vtmirror::output::render::is_broken_pipe;
@@ -46,9 +47,15 @@ async fn shutdown_signal() {
 async fn sync(args: vtmirror::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let opts = args.options()?;
     let endpoint = args.endpoint.settings()?;
+    let serve = args.serve.settings()?;
     let progress = Arc::new(Progress::default());
-    // A taken --metrics-addr port fails before anything else starts.
+    // A taken --metrics-addr or --serve-addr port fails before anything else starts.
     let _endpoint = Endpoint::start_if(endpoint.as_ref(), &progress, &opts.db).await?;
+    let source = WaitFor::Source {
+        vtgate: opts.spec.vtgate.clone(),
+        caller_id: opts.spec.caller_id.clone(),
+    };
+    let _serve = Server::start_if(serve.as_ref(), &opts.db, source).await?;
     // A typo in --vtgate shows at once; later connection losses are retried forever.
     vtmirror::source::transport::connect_first(&opts.spec.vtgate).await?;
     let reporter = Reporter::start(Arc::clone(&progress), opts.db.clone(), mode);
