@@ -134,7 +134,7 @@ impl ConnectionArgs {
 }
 
 /// Reads a file named by a flag; the error names the flag and path, never the content.
-fn read_flag_file(flag: &str, path: &Path) -> Result<Vec<u8>> {
+pub(super) fn read_flag_file(flag: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {flag} {}: {e}", path.display()))
 }
 

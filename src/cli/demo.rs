@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::cli::{ChangeLogArgs, EndpointArgs};
+use crate::cli::{ChangeLogArgs, EndpointArgs, ServeArgs};
 use crate::commands::demo::DemoOptions;
 
 #[derive(Args, Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct DemoArgs {
     pub endpoint: EndpointArgs,
     #[command(flatten)]
     pub change_log: ChangeLogArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 impl DemoArgs {
@@ -38,6 +40,7 @@ impl DemoArgs {
             endpoint: self.endpoint.settings()?,
             log_changes: self.change_log.changes,
             changes_retain: self.change_log.retention()?,
+            serve: self.serve.settings()?,
         })
     }
 }

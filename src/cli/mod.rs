@@ -4,7 +4,7 @@
 //! The rule: a subcommand's flags (clap `Args`, help, defaults, environment names) live in
 //! `cli/<subcommand>.rs` and nowhere else, and turn into the plain options its
 //! `commands/` module defines; flags several subcommands share have a file of their own
-//! (`connection`, `endpoint`, `selection`). Commands never name `cli`, so the library calls
+//! (`connection`, `endpoint`, `serve`, `selection`). Commands never name `cli`, so the library calls
 //! them with options built in code.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -17,6 +17,7 @@ mod endpoint;
 mod query;
 mod run;
 mod selection;
+mod serve;
 mod snapshot;
 mod status;
 mod sync;
@@ -32,6 +33,7 @@ pub use endpoint::EndpointArgs;
 pub use query::QueryArgs;
 pub use run::main;
 pub use selection::SelectionArgs;
+pub use serve::ServeArgs;
 pub use snapshot::SnapshotArgs;
 pub use status::StatusArgs;
 pub use sync::SyncArgs;
@@ -62,6 +64,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once per run: the size of the largest variant (`sync`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Mirror a keyspace into a SQLite file: VStream Copy on a fresh mirror, then replication,
@@ -71,6 +75,7 @@ pub enum Command {
         vtmirror sync --vtgate vtgate:15991 --keyspace things --db t.db --tables things,things_name_lookup --exit-when-caught-up\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --rule '/.*'\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --metrics-addr 127.0.0.1:9650   # /metrics /healthz /readyz\n  \
+        vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --changes --serve-addr 0.0.0.0:9651 --serve-token-file /etc/vtmirror/feed-token   # /changes /wait\n  \
         vtmirror sync --vtgate vtgate:15991 --keyspace ks --db ks.db --tls-ca ca.pem --auth-user mirror --auth-password-file /etc/vtmirror/password"
     )]
     Sync(SyncArgs),
@@ -134,7 +139,8 @@ Each line: {"seq", "table", "op", "key", "after", "before", "position", "timesta
   as strings, binary as base64 strings (the entry's "binary" lists those columns), NULL as null.
   position: the VGTID after the entry's source transaction; timestamp: its binlog time.
 A consumer applies insert and update as an upsert by key, and stores the last seq in the same
-transaction as its effect; restarted with --after that seq, it skips and repeats nothing."#;
+transaction as its effect; restarted with --after that seq, it skips and repeats nothing.
+Over HTTP: `sync --serve-addr` serves the same lines at /changes?after=SEQ&wait=SECS."#;
 
 const WAIT_HELP: &str = r#"Examples:
   mysql -e "INSERT INTO customer ..." && vtmirror wait --db commerce.db --vtgate vtgate:15991 && sqlite3 commerce.db 'SELECT ...'

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use crate::cli::{Cli, Command, LogFormat, VerifyArgs, VerifyFormat, WaitArgs};
-use crate::commands::wait::WaitOutcome;
+use crate::commands::serve::Server;
+use crate::commands::wait::{WaitFor, WaitOutcome};
 use crate::library::SyncBuilder;
 use crate::output::endpoint::Endpoint;
 use crate::output::render::is_broken_pipe;
@@ -46,11 +47,17 @@ async fn shutdown_signal() {
 async fn sync(args: crate::cli::SyncArgs, mode: Mode) -> anyhow::Result<()> {
     let opts = args.options()?;
     let endpoint = args.endpoint.settings()?;
+    let serve = args.serve.settings()?;
     let db = opts.db.clone();
+    let source = WaitFor::Source {
+        vtgate: opts.spec.vtgate.clone(),
+        caller_id: opts.spec.caller_id.clone(),
+    };
     let builder = SyncBuilder::from_options(opts);
     let progress = builder.progress();
-    // A taken --metrics-addr port fails before anything else starts.
+    // A taken --metrics-addr or --serve-addr port fails before anything else starts.
     let _endpoint = Endpoint::start_if(endpoint.as_ref(), &progress, &db).await?;
+    let _serve = Server::start_if(serve.as_ref(), &db, source).await?;
     // A typo in --vtgate shows at once (`start`); later connection losses are retried forever.
     let mut sync = builder.start().await?;
     let reporter = Reporter::start(progress, db, mode);

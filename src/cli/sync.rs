@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-use super::{ChangeLogArgs, ConnectionArgs, EndpointArgs, SelectionArgs};
+use super::{ChangeLogArgs, ConnectionArgs, EndpointArgs, SelectionArgs, ServeArgs};
 use crate::commands::sync::{StartFrom, SyncOptions, TableChanges};
 use crate::mirror::batch::CommitPolicy;
 use crate::mirror::store::Durability;
@@ -87,6 +87,8 @@ pub struct SyncArgs {
     pub endpoint: EndpointArgs,
     #[command(flatten)]
     pub change_log: ChangeLogArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 impl SyncArgs {

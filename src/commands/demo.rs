@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::commands::serve::{ServeSettings, Server};
 use crate::commands::sync::SyncOptions;
+use crate::commands::wait::WaitFor;
 use crate::library::SyncBuilder;
 use crate::output::endpoint::{Endpoint, EndpointSettings};
 use crate::output::report::{Mode, Reporter};
@@ -36,6 +38,8 @@ pub struct DemoOptions {
     /// Record the change log (`sync --changes`).
     pub log_changes: bool,
     pub changes_retain: crate::mirror::change_log::retention::Retention,
+    /// The `--serve-addr` change feed server, if asked for.
+    pub serve: Option<ServeSettings>,
 }
 
 /// Runs the simulated keyspace and syncs it into `args.db` until Ctrl-C (or `--seconds`).
@@ -50,6 +54,12 @@ pub async fn run(
     let server = SimVtgate::start_keyspaces(models.clone(), "127.0.0.1:0", Default::default())
         .await
         .context("starting the simulated vtgate")?;
+    // `/wait` waits for the simulated source's commits.
+    let source = WaitFor::Source {
+        vtgate: server.endpoint().into(),
+        caller_id: None,
+    };
+    let serve = Server::start_if(args.serve.as_ref(), &args.db, source).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // The write rate is shared by the keyspaces.
     let rate = f64::from(args.writes_per_sec) / models.len() as f64;
@@ -60,6 +70,18 @@ pub async fn run(
     let progress = sync.progress();
     let endpoint = Endpoint::start_if(args.endpoint.as_ref(), &progress, &args.db).await?;
     print_intro(&args, &server, endpoint.as_ref().map(Endpoint::local_addr));
+    if let (Some(serve), Some(settings)) = (&serve, &args.serve) {
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let addr = serve.local_addr();
+        println!(
+            "Change feed: curl '{scheme}://{addr}/changes?after=0&wait=30'   (and /wait; with \
+             --serve-token-file, add -H \"Authorization: Bearer TOKEN\")\n"
+        );
+    }
     let reporter = Reporter::start(Arc::clone(&progress), args.db.clone(), mode);
     let seconds = args.seconds;
     let stop = async move {

@@ -4,11 +4,13 @@
 //! `sync` drives the whole data flow (source → bounded queue → writer thread); `demo` runs
 //! it against the simulated vtgate; `tail` follows a keyspace without a file; `status`,
 //! `query` and `snapshot` only ever read a mirror; `wait` reads one until it has caught up
-//! with the source (read-your-writes).
+//! with the source (read-your-writes); `serve` offers `changes` and `wait` over HTTP
+//! (`--serve-addr`) beside a sync.
 
 pub mod changes;
 pub mod demo;
 pub mod query;
+pub mod serve;
 pub mod snapshot;
 pub mod status;
 pub mod sync;

@@ -191,6 +191,13 @@ impl Mirror {
     }
 }
 
+/// SQLite's `data_version` of `conn`: it changes whenever another connection has committed
+/// to the file, so a reader polls this one cheap value rather than its query.
+pub fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .context("reading the mirror's data_version")
+}
+
 /// Opens a mirror for reading only (query, status, snapshot); never blocks the writer.
 pub fn open_read_only(db: &Path) -> Result<Connection> {
     if !db.exists() {

@@ -1,28 +1,24 @@
 //! The HTTP endpoint of `sync` and `demo` (`--metrics-addr`): `/metrics` (Prometheus text
 //! format), `/healthz` and `/readyz` (200 or 503 with the reason).
 //!
-//! Why hyper directly: hyper 1 and hyper-util already serve tonic in this tree, and three
-//! fixed paths need no router. The endpoint runs on the sync's tokio runtime and reads only
-//! atomics and file sizes, so a scrape never waits on, or makes wait, the writer thread. The
-//! address is bound before the sync starts, so a taken port is one clear error at startup.
+//! The server itself is `output::http_server`'s (hyper 1, a connection cap, a header
+//! timeout). The endpoint runs on the sync's tokio runtime and reads only atomics and file
+//! sizes, so a scrape never waits on, or makes wait, the writer thread. The address is bound
+//! before the sync starts, so a taken port is one clear error at startup.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::output::exposition::Exposition;
 use crate::output::health::{healthz, readyz, HealthLimits, Verdict};
+use crate::output::http_server::HttpServer;
 use crate::output::progress::Progress;
 
 /// Where and with which limits to serve.
@@ -35,19 +31,10 @@ pub struct EndpointSettings {
 
 /// Connections served at once; more are closed at once (scrapers and probes need a few).
 const MAX_CONNECTIONS: usize = 32;
-/// A client must send its request headers within this time.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running endpoint; dropping it stops serving.
 pub struct Endpoint {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    server: HttpServer,
 }
 
 struct Shared {
@@ -63,22 +50,28 @@ impl Endpoint {
         progress: Arc<Progress>,
         db: PathBuf,
     ) -> Result<Endpoint> {
-        let listener = TcpListener::bind(&settings.addr)
-            .await
-            .with_context(|| format!("cannot listen on --metrics-addr {}", settings.addr))?;
-        let addr = listener
-            .local_addr()
-            .context("reading the metrics endpoint's address")?;
         let shared = Arc::new(Shared {
             exposition: Exposition::new(Arc::clone(&progress), db)?,
             progress,
             limits: settings.limits,
         });
-        let task = tokio::spawn(accept_loop(listener, shared));
+        let handler = Arc::new(move |req: Request<Incoming>| {
+            let answer = route(&req, &shared);
+            Box::pin(async move { answer }) as crate::output::http_server::BoxedResponse
+        });
+        let server = HttpServer::start(
+            &settings.addr,
+            "--metrics-addr",
+            MAX_CONNECTIONS,
+            None,
+            handler,
+        )
+        .await?;
+        let addr = server.local_addr();
         tracing::info!(
             "serving http://{addr}/metrics, http://{addr}/healthz and http://{addr}/readyz"
         );
-        Ok(Endpoint { addr, task })
+        Ok(Endpoint { server })
     }
 
     /// Starts an endpoint when settings are given.
@@ -97,41 +90,7 @@ impl Endpoint {
 
     /// The bound address (the chosen port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors and the like: wait rather than spin.
-                tracing::warn!(error = %e, "the metrics endpoint could not accept a connection");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            continue; // dropping the stream closes it
-        };
-        let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = Arc::clone(&shared);
-                async move { Ok::<_, Infallible>(route(&req, &shared)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "a metrics endpoint connection ended with an error");
-            }
-            drop(slot);
-        });
+        self.server.local_addr()
     }
 }
 

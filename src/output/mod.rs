@@ -7,6 +7,7 @@
 pub mod endpoint;
 pub mod exposition;
 pub mod health;
+pub mod http_server;
 pub mod metrics;
 pub mod progress;
 pub mod render;

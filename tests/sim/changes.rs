@@ -2,25 +2,12 @@
 //! delivers a commit, and the definite error for entries the retention pruned.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::sync_runner::{wait_until, LibrarySync};
 use crate::support::*;
 use vtmirror::mirror::change_log::retention::Retention;
-
-fn newest_seq(db: &Path) -> i64 {
-    rusqlite::Connection::open(db)
-        .and_then(|c| {
-            c.query_row(
-                "SELECT coalesce(max(seq), 0) FROM _vtmirror_changes",
-                [],
-                |r| r.get(0),
-            )
-        })
-        .unwrap_or(0)
-}
 
 /// Latency from the moment a commit is visible in the file (polled every millisecond) to the
 /// moment `vtmirror changes --follow` prints its first entry, over 200 commits.

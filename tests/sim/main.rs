@@ -11,6 +11,7 @@ mod keyspaces;
 mod metrics;
 mod query;
 mod readiness;
+mod serve;
 mod snapshot;
 mod status;
 mod sync;

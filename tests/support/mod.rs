@@ -244,6 +244,19 @@ pub fn positions(v: &vtmirror::source::proto::binlogdata::VGtid) -> BTreeMap<Str
         .collect()
 }
 
+/// The change log's newest seq (0 when it is empty or cannot be read yet).
+pub fn newest_seq(db: &Path) -> i64 {
+    Connection::open(db)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT coalesce(max(seq), 0) FROM _vtmirror_changes",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
 pub fn copied_rows(db: &Path) -> i64 {
     let conn = Connection::open(db).unwrap();
     conn.query_row(
@@ -255,6 +268,7 @@ pub fn copied_rows(db: &Path) -> i64 {
 }
 pub mod checkpoint_watch;
 pub mod feed_consumer;
+pub mod http;
 pub mod prometheus;
 pub mod proxy;
 pub mod sync_runner;

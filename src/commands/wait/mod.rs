@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 
 use crate::mirror::metadata::{copy_states, load_checkpoint, Stored};
-use crate::mirror::store::open_read_only;
+use crate::mirror::store::{data_version, open_read_only};
 use crate::source::primary_position::{primary_gtid_sets, serving_shards};
 use crate::source::proto::binlogdata::VGtid;
 use crate::source::transport::{connect_first, Vtgate, VtgateClient};
@@ -156,9 +156,7 @@ fn poll_until_reached(
     let mut seen_version = None;
     let mut reasons = Vec::new();
     loop {
-        let version: i64 = conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .context("reading the mirror's data_version")?;
+        let version = data_version(conn)?;
         if seen_version != Some(version) {
             seen_version = Some(version);
             let (stored, copying) = read_checkpoint(conn)?;

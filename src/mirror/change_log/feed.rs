@@ -4,13 +4,43 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use rusqlite::{params_from_iter, Connection};
 use serde_json::{json, Map, Value as Json};
 
 use super::image::{self, Decoded};
 use super::{retention, Op, STATUS_KEY};
 use crate::source::table_schema::is_bookkeeping_column;
+
+/// The feed's definite refusals, typed so that a reader (the CLI, HTTP) can tell them from
+/// I/O errors: `downcast_ref::<FeedError>()` on the returned error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError {
+    /// The mirror records no change log (`--changes` was never given).
+    NoChangeLog,
+    /// Retention pruned entries the reader asked for: it must resync.
+    Pruned { after: i64, pruned: i64 },
+}
+
+impl std::fmt::Display for FeedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeedError::NoChangeLog => f.write_str(
+                "this mirror has no change log; run `vtmirror sync --changes` (or `demo \
+                 --changes`) to start one",
+            ),
+            FeedError::Pruned { after, pruned } => write!(
+                f,
+                "the change log no longer holds the entries after seq {after}: retention pruned \
+                 them through seq {pruned}. Resync: rebuild from the mirror's tables (for example \
+                 a `vtmirror snapshot`), then follow from the newest seq (`vtmirror changes --after \
+                 $(sqlite3 FILE 'SELECT max(seq) FROM _vtmirror_changes')`)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FeedError {}
 
 /// One entry, ready to print.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +71,7 @@ impl<'a> Feed<'a> {
     pub fn open(conn: &'a Connection) -> Result<Feed<'a>> {
         let on = crate::mirror::metadata::status(conn, STATUS_KEY)?;
         if on.as_deref() != Some("on") {
-            bail!("this mirror has no change log; run `vtmirror sync --changes` (or `demo --changes`) to start one");
+            return Err(FeedError::NoChangeLog.into());
         }
         Ok(Feed {
             conn,
@@ -54,12 +84,7 @@ impl<'a> Feed<'a> {
     pub fn read(&mut self, after: i64, limit: usize, tables: &[String]) -> Result<Vec<Entry>> {
         let pruned = retention::pruned_through(self.conn)?;
         if after < pruned {
-            bail!(
-                "the change log no longer holds the entries after seq {after}: retention pruned \
-                 them through seq {pruned}. Resync: rebuild from the mirror's tables (for example \
-                 a `vtmirror snapshot`), then follow from the newest seq (`vtmirror changes --after \
-                 $(sqlite3 FILE 'SELECT max(seq) FROM _vtmirror_changes')`)"
-            );
+            return Err(FeedError::Pruned { after, pruned }.into());
         }
         let filter =
             match tables.len() {

@@ -20,6 +20,7 @@ use crate::source::proto::vtgateservice::vitess_client::VitessClient;
 
 mod tls;
 
+pub(crate) use tls::certificates;
 pub use tls::is_tls_failure;
 
 /// vtgate's own limit is 16 MiB by default; a single huge row is sent alone and may exceed
