@@ -303,6 +303,44 @@ where
     })
 }
 
+/// T, T+changes and T lib, their repetitions interleaved (T, T+changes, T lib, T, …) so
+/// that a slow minute of the machine weighs on every arm alike, not on one: their ratios are
+/// the figures that matter.
+async fn end_to_end_arms(
+    args: &Args,
+    stream: &Stream,
+    start: &str,
+    expected_rows: u64,
+    dir: &std::path::Path,
+    workload: &str,
+) -> Result<[Arm; 3]> {
+    let arms = [
+        ("T", SyncArm::Cli),
+        ("T+changes", SyncArm::WithChanges),
+        ("T lib", SyncArm::Library),
+    ];
+    let mut runs: [Vec<Run>; 3] = Default::default();
+    for rep in 0..args.repetitions {
+        for ((name, arm), runs) in arms.iter().zip(runs.iter_mut()) {
+            let run = end_to_end(args, stream, start, expected_rows, dir, *arm)
+                .await
+                .with_context(|| format!("{workload} {name} repetition {rep}"))?;
+            eprintln!(
+                "  {workload:<12} {name:<3} rep {rep}: {:>10.0} rows/s",
+                run.rows_per_sec()
+            );
+            runs.push(run);
+        }
+    }
+    let [t, tc, tl] = runs;
+    let arm = |name: &str, runs: Vec<Run>| Arm {
+        name: name.into(),
+        workload: workload.into(),
+        runs,
+    };
+    Ok([arm("T", t), arm("T+changes", tc), arm("T lib", tl)])
+}
+
 /// Which way the end-to-end sync runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncArm {
@@ -373,25 +411,7 @@ async fn copy_workload(
         arms::d0(Arc::clone(&responses), payload)
     })
     .await?;
-    let t = repeat_async(args, "T", &name, || {
-        end_to_end(args, &stream, "copy", rows as u64, dir, SyncArm::Cli)
-    })
-    .await?;
-    let tc = repeat_async(args, "T+changes", &name, || {
-        end_to_end(
-            args,
-            &stream,
-            "copy",
-            rows as u64,
-            dir,
-            SyncArm::WithChanges,
-        )
-    })
-    .await?;
-    let tl = repeat_async(args, "T lib", &name, || {
-        end_to_end(args, &stream, "copy", rows as u64, dir, SyncArm::Library)
-    })
-    .await?;
+    let [t, tc, tl] = end_to_end_arms(args, &stream, "copy", rows as u64, dir, &name).await?;
     let prefix = &decoded[..args.naive_rows()];
     let prefix_payload = payload * prefix.len() as u64 / rows as u64;
     let n = repeat(args, "N", &name, || {
@@ -433,18 +453,7 @@ async fn replication_workload(
     })
     .await?;
     let start = workload::replication_start_json();
-    let t = repeat_async(args, "T", name, || {
-        end_to_end(args, stream, &start, live, dir, SyncArm::Cli)
-    })
-    .await?;
-    let tc = repeat_async(args, "T+changes", name, || {
-        end_to_end(args, stream, &start, live, dir, SyncArm::WithChanges)
-    })
-    .await?;
-    let tl = repeat_async(args, "T lib", name, || {
-        end_to_end(args, stream, &start, live, dir, SyncArm::Library)
-    })
-    .await?;
+    let [t, tc, tl] = end_to_end_arms(args, stream, &start, live, dir, name).await?;
     Ok(report::ReplicationResult {
         transactions: stream.transactions,
         row_changes: stream.row_changes,
