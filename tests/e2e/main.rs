@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod big_transaction;
 mod change_feed;
 mod ddl;
 mod failover;
