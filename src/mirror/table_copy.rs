@@ -41,6 +41,8 @@ pub enum Reason {
     Ddl,
     /// The first copy did not deliver it (`mirror::copy_check`).
     Missing,
+    /// Its rule's row filter changed: the rows the mirror holds were chosen by the old one.
+    Filter,
 }
 
 impl Reason {
@@ -50,6 +52,7 @@ impl Reason {
             Reason::Requested => "re-copy",
             Reason::Ddl => "re-copy after DDL",
             Reason::Missing => "missing from the copy",
+            Reason::Filter => "re-copy: its row filter changed",
         }
     }
 }
@@ -90,7 +93,9 @@ pub fn request(
 ) -> Result<()> {
     let pending: Vec<TableCopy> = pending(tx)?;
     for table in tables {
-        if reason != Reason::Ddl && pending.iter().any(|c| &c.table == table) {
+        // A pending copy made under a filter or a schema that has since changed restarts.
+        let restart = matches!(reason, Reason::Ddl | Reason::Filter);
+        if !restart && pending.iter().any(|c| &c.table == table) {
             continue;
         }
         let Some((keyspace, _)) = naming.split_table(table) else {

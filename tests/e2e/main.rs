@@ -18,6 +18,7 @@ mod identifiers;
 mod keyspaces;
 mod missing_table;
 mod online_ddl;
+mod refilter;
 mod reshard;
 mod security;
 mod shards;

@@ -21,7 +21,7 @@ use crate::mirror::table_copy::{self, Reason};
 use crate::source::catalog::{self, rule_matches};
 use crate::source::ddl_statement::is_internal;
 use crate::source::naming::Naming;
-use crate::source::proto::binlogdata::VGtid;
+use crate::source::proto::binlogdata::{Rule, VGtid};
 
 /// How a sync may change the tables of an existing mirror.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +111,8 @@ pub fn apply(
         );
     }
     check_recopy(mirror, stored.copy_completed, recopy)?;
+    let kept = before.held.intersection(&selected);
+    let refiltered = refiltered(previous, &opts.spec.rules, &mirror.naming, kept)?;
     let tx = mirror.conn.unchecked_transaction()?;
     for table in &plan.removed {
         drop_table(&tx, &mirror.naming, table)?;
@@ -119,14 +121,68 @@ pub fn apply(
         // Before the first copy completed, tables that joined are copied by it.
         table_copy::request(&tx, &mirror.naming, &vgtid, &plan.added, Reason::Added)?;
         table_copy::request(&tx, &mirror.naming, &vgtid, recopy, Reason::Requested)?;
+        table_copy::request(&tx, &mirror.naming, &vgtid, &refiltered, Reason::Filter)?;
+    } else {
+        // The first copy copies them again, under the new filter, from their first row.
+        for table in &refiltered {
+            drop_table(&tx, &mirror.naming, table)?;
+        }
     }
     update_filter(&tx, &opts.identity().filter)?;
     if let Some(log) = &mirror.changes {
         log.before_commit(&tx)?;
     }
     tx.commit().context("recording the mirror's new tables")?;
-    tracing::info!(added = ?plan.added, dropped = ?plan.removed, recopy = ?recopy, "the mirror's tables changed");
+    tracing::info!(added = ?plan.added, dropped = ?plan.removed, recopy = ?recopy, refiltered = ?refiltered, "the mirror's tables changed");
     Ok(())
+}
+
+/// Tables that stay selected but whose row filter changed, so the rows the mirror holds were
+/// chosen by another filter: without a fresh copy, rows the new filter adds would never come
+/// and rows it drops would stay. A table's filter is that of the first rule matching it
+/// (vttablet's order), so a changed WHERE, another rule order or another matching rule all
+/// count; an empty filter and `select * from TABLE` both mean every row.
+fn refiltered<'a>(
+    previous: &str,
+    rules: &[Rule],
+    naming: &Naming,
+    kept: impl Iterator<Item = &'a String>,
+) -> Result<Vec<String>> {
+    let old: Vec<Rule> = serde_json::from_str::<Vec<serde_json::Value>>(previous)
+        .context("reading the filter the mirror was made with")?
+        .iter()
+        .map(|r| Rule {
+            r#match: r["match"].as_str().unwrap_or_default().to_string(),
+            filter: r["filter"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect();
+    let mut changed = Vec::new();
+    for table in kept {
+        let Some((_, bare)) = naming.split_table(table) else {
+            continue;
+        };
+        if row_filter(&old, bare)? != row_filter(rules, bare)? {
+            changed.push(table.clone());
+        }
+    }
+    Ok(changed)
+}
+
+/// The row filter the first rule matching `bare` gives it, whitespace folded; "" = every row.
+fn row_filter(rules: &[Rule], bare: &str) -> Result<String> {
+    for rule in rules {
+        let Some(matches) = rule_matches(rule, bare) else {
+            bail!("the filter has a regex this tool cannot read, so whether table {bare}'s rows change is unknown");
+        };
+        if matches {
+            let folded = rule.filter.split_whitespace().collect::<Vec<_>>().join(" ");
+            let quoted = format!("select * from `{}`", bare.replace('`', "``"));
+            let every_row = [format!("select * from {bare}"), quoted];
+            let all = every_row.iter().any(|e| folded.eq_ignore_ascii_case(e));
+            return Ok(if all { String::new() } else { folded });
+        }
+    }
+    Ok(String::new())
 }
 
 fn request_recopy(opts: &SyncOptions, mirror: &Mirror) -> Result<()> {
@@ -293,4 +349,51 @@ fn drop_table(tx: &rusqlite::Connection, naming: &Naming, table: &str) -> Result
         metadata::save_checkpoint(tx, &vgtid, 0, 0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::vstream::rules;
+
+    fn rule_json(rules: &[Rule]) -> String {
+        let rules: Vec<_> = (rules.iter())
+            .map(|r| serde_json::json!({"match": r.r#match, "filter": r.filter}))
+            .collect();
+        serde_json::Value::Array(rules).to_string()
+    }
+
+    fn refiltered_of(old: &[Rule], new: &[Rule], tables: &[&str]) -> Vec<String> {
+        let naming = Naming::Bare("ks".into());
+        let kept: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        refiltered(&rule_json(old), new, &naming, kept.iter()).unwrap()
+    }
+
+    #[test]
+    fn a_changed_where_on_a_kept_table_asks_for_its_copy_again() {
+        let old = rules(&[], &["t=select * from t where v < 50".into()]);
+        let new = rules(&[], &["t=select * from t where v < 80".into()]);
+        assert_eq!(refiltered_of(&old, &new, &["t"]), vec!["t".to_string()]);
+        let same = rules(&[], &["t=select  *  from t where v < 50".into()]);
+        assert!(refiltered_of(&old, &same, &["t"]).is_empty(), "whitespace only");
+    }
+
+    #[test]
+    fn a_filter_added_or_removed_counts_and_every_spelling_of_every_row_is_one() {
+        let all = rules(&["t".into()], &[]);
+        let filtered = rules(&[], &["t=select * from t where tenant in (3, 7)".into()]);
+        assert_eq!(refiltered_of(&all, &filtered, &["t"]), vec!["t".to_string()]);
+        assert_eq!(refiltered_of(&filtered, &all, &["t"]), vec!["t".to_string()]);
+        let every = rules(&[], &[]);
+        let plain = rules(&[], &["t=select * from t".into()]);
+        assert!(refiltered_of(&all, &every, &["t"]).is_empty());
+        assert!(refiltered_of(&every, &plain, &["t"]).is_empty());
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_other_tables_are_left_alone() {
+        let old = rules(&[], &["/.*".into()]);
+        let new = rules(&[], &["t=select * from t where v = 1".into(), "/.*".into()]);
+        assert_eq!(refiltered_of(&old, &new, &["t", "u"]), vec!["t".to_string()]);
+    }
 }
