@@ -37,7 +37,8 @@ const DEFINITE_TEXT: &[&str] = &[
     "unsupported function:",
     "unexpected in_keyrange parameter",
     "vindex must be unique",
-    "message length too large", // the same message comes again on every retry
+    "does not match the table entry name", // `t=select * from u`
+    "message length too large",            // the same message comes again on every retry
     // A plaintext client reading a TLS server's bytes as HTTP/2: a protocol mismatch, not a
     // broken connection (checked before the "h2 protocol error" transport texts).
     "frame with invalid size",
@@ -210,7 +211,7 @@ pub fn render(err: &anyhow::Error) -> String {
 
 const RULE_HINT: &str = "vttablet refused the --rule filter: Vitess filters a stream by terms \
      joined by AND (column OP literal, IN, IS [NOT] NULL, BETWEEN, in_keyrange) and a select \
-     list of columns";
+     list of columns of the rule's own table";
 
 fn hint(text: &str) -> Option<&'static str> {
     const HINTS: &[(&str, &str)] = &[
@@ -233,6 +234,7 @@ fn hint(text: &str) -> Option<&'static str> {
         ("unsupported constraint", RULE_HINT),
         ("unsupported qualifier for column", RULE_HINT),
         ("unsupported function:", RULE_HINT),
+        ("does not match the table entry name", RULE_HINT),
         ("message length too large", "one VStream message is larger than vtmirror accepts (VTMIRROR_MAX_MESSAGE_BYTES, default 256 MiB) and would come again on every retry; raise the limit"),
         ("already writing", "stop the other sync first, or use another --db file"),
         ("malformed", "the mirror file is damaged; see `sqlite3 FILE 'PRAGMA integrity_check'`, then start a new mirror file (or restore a `vtmirror snapshot`)"),
@@ -349,6 +351,7 @@ mod tests {
             "comparison operator like not supported",
             "unsupported constraint: v regexp 'x'",
             "unsupported function: upper(v)",
+            "unsupported: select expression table u does not match the table entry name t",
         ] {
             let text = format!(
                 "error starting stream from shard GTID keyspace:\"things\" shard:\"80-\": \

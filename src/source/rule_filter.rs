@@ -56,7 +56,8 @@ pub fn prepare(table: &str, filter: &str) -> Result<String> {
         &select.group_by,
         sqlparser::ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty()
     );
-    if !plain || grouped || select.having.is_some() || select.from.len() != 1 {
+    let one_table = select.from.len() == 1 && select.from[0].joins.is_empty();
+    if !plain || grouped || select.having.is_some() || !one_table {
         bail!(
             "{} must be a plain SELECT of one table (Vitess refuses ORDER BY, LIMIT, GROUP BY, \
              HAVING, joins and subqueries there)",
@@ -267,6 +268,7 @@ mod tests {
             "select * from t where a = 1 order by a",
             "select * from t where a = 1 limit 3",
             "select * from t, u where a = 1",
+            "select * from t join u on t.id = u.id where a = 1",
             "select * from t where",
         ] {
             let err = prepare("accounts", refused).unwrap_err();
