@@ -29,7 +29,16 @@ const DEFINITE_TEXT: &[&str] = &[
     "unknown table",
     "code: invalid_argument", // a tablet error at a fixed position: it fails the same way again
     "failed to build table replication plan",
-    "message length too large", // the same message comes again on every retry
+    // vttablet refusing a `--rule` filter while planning its table (vstreamer `planbuilder`,
+    // v24), relayed by vtgate as Unknown: the same filter is refused on every retry.
+    "comparison operator",
+    "unsupported constraint",
+    "unsupported qualifier for column",
+    "unsupported function:",
+    "unexpected in_keyrange parameter",
+    "vindex must be unique",
+    "does not match the table entry name", // `t=select * from u`
+    "message length too large",            // the same message comes again on every retry
     // A plaintext client reading a TLS server's bytes as HTTP/2: a protocol mismatch, not a
     // broken connection (checked before the "h2 protocol error" transport texts).
     "frame with invalid size",
@@ -200,6 +209,10 @@ pub fn render(err: &anyhow::Error) -> String {
     line
 }
 
+const RULE_HINT: &str = "vttablet refused the --rule filter: Vitess filters a stream by terms \
+     joined by AND (column OP literal, IN, IS [NOT] NULL, BETWEEN, in_keyrange) and a select \
+     list of columns of the rule's own table";
+
 fn hint(text: &str) -> Option<&'static str> {
     const HINTS: &[(&str, &str)] = &[
         ("node doesn't exist: keyspaces/", "no keyspace of that name on this vtgate: check --keyspace (`SHOW KEYSPACES` through vtgate lists them)"),
@@ -217,6 +230,11 @@ fn hint(text: &str) -> Option<&'static str> {
         ("alert: badcertificate", "vtgate refused the client certificate (--tls-cert)"),
         ("received corrupt message", "vtgate does not seem to speak TLS: drop --tls and the TLS flags, or check the port"),
         ("frame with invalid size", "vtgate did not answer in plaintext HTTP/2: if it serves TLS, connect with --tls (and --tls-ca FILE)"),
+        ("comparison operator", RULE_HINT),
+        ("unsupported constraint", RULE_HINT),
+        ("unsupported qualifier for column", RULE_HINT),
+        ("unsupported function:", RULE_HINT),
+        ("does not match the table entry name", RULE_HINT),
         ("message length too large", "one VStream message is larger than vtmirror accepts (VTMIRROR_MAX_MESSAGE_BYTES, default 256 MiB) and would come again on every retry; raise the limit"),
         ("already writing", "stop the other sync first, or use another --db file"),
         ("malformed", "the mirror file is damaged; see `sqlite3 FILE 'PRAGMA integrity_check'`, then start a new mirror file (or restore a `vtmirror snapshot`)"),
@@ -323,6 +341,27 @@ mod tests {
             classify(&anyhow::anyhow!("row has 3 values")),
             Class::Definite
         );
+    }
+
+    /// What vtgate (v24) relays when vttablet cannot plan a `--rule` filter: retried, it
+    /// came back every second for minutes (issue 29).
+    #[test]
+    fn a_rule_filter_vttablet_refuses_stops_the_sync_with_a_hint() {
+        for desc in [
+            "comparison operator like not supported",
+            "unsupported constraint: v regexp 'x'",
+            "unsupported function: upper(v)",
+            "unsupported: select expression table u does not match the table entry name t",
+        ] {
+            let text = format!(
+                "error starting stream from shard GTID keyspace:\"things\" shard:\"80-\": \
+                 persistent error in vstream for things/80- on tablet test-0000000007; giving \
+                 up: target: things.80-.primary: vttablet: rpc error: code = Unknown desc = {desc}"
+            );
+            let err = status(Code::Unknown, &text);
+            assert_eq!(classify(&err), Class::Definite, "{desc}");
+            assert!(render(&err).contains("refused the --rule filter"), "{desc}");
+        }
     }
 
     fn sqlite(code: std::ffi::c_int) -> anyhow::Error {

@@ -4,16 +4,20 @@
 //! does). Regexes are matched like Go's `regexp.MatchString` (unanchored search) with a small
 //! engine supporting literals, `.`, `*`, `^` and `$`; anything else is UNIMPLEMENTED here.
 //! A regex rule's `filter` must be empty; a table name's must be `select * from <table>` (as in
-//! vttablet, where an empty one fails with "Query was empty"); other filters are UNIMPLEMENTED.
+//! vttablet, where an empty one fails with "Query was empty"), optionally with a WHERE clause
+//! `row_filter` models; other filters are UNIMPLEMENTED.
 
 use tonic::Status;
 
+use super::row_filter::RowFilter;
 use crate::source::proto::binlogdata::Filter;
 
 /// A validated table filter.
 #[derive(Debug, Clone)]
 pub struct TableFilter {
     rules: Vec<Matcher>,
+    /// Each rule's WHERE clause, if it has one (same order as `rules`).
+    row_filters: Vec<Option<RowFilter>>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,27 +32,31 @@ impl TableFilter {
         let Some(filter) = filter else {
             return Ok(Self {
                 rules: vec![Matcher::Regex(".*".chars().collect())],
+                row_filters: vec![None],
             });
         };
         let mut rules = Vec::with_capacity(filter.rules.len());
+        let mut row_filters = Vec::with_capacity(filter.rules.len());
         for rule in &filter.rules {
             let matcher = match rule.r#match.strip_prefix('/') {
                 Some(re) => Matcher::Regex(validate_regex(re.trim_end_matches('/'))?),
                 None => Matcher::Name(rule.r#match.clone()),
             };
-            check_rule_filter(&matcher, &rule.r#match, &rule.filter)?;
+            row_filters.push(check_rule_filter(&matcher, &rule.r#match, &rule.filter)?);
             rules.push(matcher);
         }
-        Ok(Self { rules })
+        Ok(Self { rules, row_filters })
+    }
+
+    /// The WHERE clause of the rule vttablet plans `table` by: the first matching one.
+    pub fn row_filter(&self, table: &str) -> Option<&RowFilter> {
+        let first = self.rules.iter().position(|r| r.matches(table))?;
+        self.row_filters[first].as_ref()
     }
 
     /// Whether `table` is streamed.
     pub fn matches(&self, table: &str) -> bool {
-        table != "dual"
-            && self.rules.iter().any(|r| match r {
-                Matcher::Name(n) => n == table,
-                Matcher::Regex(re) => search(re, &table.chars().collect::<Vec<_>>()),
-            })
+        table != "dual" && self.rules.iter().any(|r| r.matches(table))
     }
 
     /// Plain table names named by rules (vttablet checks they exist when copying).
@@ -60,13 +68,27 @@ impl TableFilter {
     }
 }
 
-fn check_rule_filter(m: &Matcher, matched: &str, filter: &str) -> Result<(), Status> {
+impl Matcher {
+    fn matches(&self, table: &str) -> bool {
+        match self {
+            Matcher::Name(n) => n == table,
+            Matcher::Regex(re) => search(re, &table.chars().collect::<Vec<_>>()),
+        }
+    }
+}
+
+/// Checks a rule's filter; returns its WHERE clause, if any.
+fn check_rule_filter(
+    m: &Matcher,
+    matched: &str,
+    filter: &str,
+) -> Result<Option<RowFilter>, Status> {
     let f = filter.trim();
     if f.is_empty() {
         // vttablet builds a plain table name's replication plan from the filter as a SELECT;
         // an empty one fails there ("Query was empty"), so refuse it up front.
         return match m {
-            Matcher::Regex(_) => Ok(()),
+            Matcher::Regex(_) => Ok(None),
             Matcher::Name(_) => Err(Status::invalid_argument(format!(
                 "Query was empty: rule for table {matched:?} needs a 'select * from {matched}' filter"
             ))),
@@ -82,9 +104,14 @@ fn check_rule_filter(m: &Matcher, matched: &str, filter: &str) -> Result<(), Sta
         }
         Matcher::Regex(_) => false,
     };
-    if words.len() == 4 && words[0] == "select" && words[1] == "*" && words[2] == "from" && table_ok
-    {
-        return Ok(());
+    let select_all = words.len() >= 4 && words[..3] == ["select", "*", "from"] && table_ok;
+    if select_all && words.len() == 4 {
+        return Ok(None);
+    }
+    if select_all && words[4] == "where" {
+        // The clause: the text after the fifth word, which is WHERE.
+        let clause = (f.split_whitespace().skip(5)).collect::<Vec<_>>().join(" ");
+        return RowFilter::parse(&clause).map(Some);
     }
     Err(Status::unimplemented(format!(
         "simulated vtgate supports only empty or 'select * from <table>' rule filters; got {filter:?} for match {matched:?}"

@@ -52,6 +52,7 @@ mod keyspaces;
 mod model;
 mod request;
 pub mod rng;
+mod row_filter;
 mod schema;
 mod security;
 mod server;

@@ -17,7 +17,9 @@ use super::events::{copy_fully_completed, lastpk_result, now_ns, size, Source};
 use super::filter::TableFilter;
 use super::model::{parse_pk, BinlogTxn, Model, RowChange, Shard};
 use super::request::{ShardStart, StartMode};
+use super::row_filter::RowFilter;
 use crate::source::proto::binlogdata::{TableLastPk, VEvent, VEventType, VGtid};
+use crate::source::proto::query::Field;
 
 /// Size limits of one copy batch.
 #[derive(Debug, Clone, Copy)]
@@ -185,9 +187,15 @@ impl ShardStream {
                 .iter()
                 .take_while(|c| c.table == *table)
                 .count();
-            let kept: Vec<&RowChange> = txn.changes[i..i + run]
+            // A rule's WHERE clause decides which images are sent (`row_filter`).
+            let row_filter = (st.filter.row_filter(table)).map(|f| (f, model.fields(table)));
+            let kept: Vec<std::borrow::Cow<RowChange>> = txn.changes[i..i + run]
                 .iter()
                 .filter(|c| st.filter.matches(&c.table) && self.keeps(c, &plan))
+                .filter_map(|c| match &row_filter {
+                    Some((f, fields)) => f.images(fields, c).map(std::borrow::Cow::Owned),
+                    None => Some(std::borrow::Cow::Borrowed(c)),
+                })
                 .collect();
             i += run;
             if kept.is_empty() {
@@ -196,6 +204,7 @@ impl ShardStream {
             if self.fields_sent.insert(table.clone()) {
                 events.push(self.src.field(table, model.fields(table), ts, ct));
             }
+            let kept: Vec<&RowChange> = kept.iter().map(|c| c.as_ref()).collect();
             events.push(self.src.row(table, &kept, ts, ct, true));
         }
         let shard = &model.shards[self.model_index];
@@ -225,8 +234,10 @@ impl ShardStream {
                 events.push(self.set_pos(shard.head(), shard, st));
             }
         }
-        let rows = batch_rows(shard, &name, lastpk, st.limits, &self.src);
-        if let Some(&last) = rows.last().map(|(pk, _)| pk) {
+        let fields = model.fields(&name);
+        let row_filter = st.filter.row_filter(&name).map(|f| (f, fields.as_slice()));
+        let (rows, scanned) = batch_rows(shard, &name, lastpk, st.limits, &self.src, row_filter);
+        if let Some(last) = scanned {
             if !first {
                 events.push(self.src.event(VEventType::Begin, 0, 0));
             }
@@ -331,21 +342,28 @@ fn next_row(shard: &Shard, table: &str, lastpk: Option<i64>) -> Option<i64> {
 }
 
 /// Up to one batch of copy ROW events (one RowEvent per row, insert images, times 0).
+/// One copy batch after `lastpk`: the rows that pass the rule's WHERE clause, if any, and the
+/// last key scanned (the copy's progress, also when no scanned row passed).
 fn batch_rows(
     shard: &Shard,
     table: &str,
     lastpk: Option<i64>,
     lim: BatchLimits,
     src: &Source,
-) -> Vec<(i64, VEvent)> {
+    row_filter: Option<(&RowFilter, &[Field])>,
+) -> (Vec<(i64, VEvent)>, Option<i64>) {
     let Some(rows) = shard.rows(table) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     let mut out = Vec::new();
-    let mut bytes = 0;
+    let (mut bytes, mut scanned) = (0, None);
     for (pk, row) in rows.range(after(lastpk)) {
         if out.len() >= lim.rows.max(1) || (bytes >= lim.bytes && !out.is_empty()) {
             break;
+        }
+        scanned = Some(*pk);
+        if row_filter.is_some_and(|(f, fields)| !f.passes(fields, row)) {
+            continue;
         }
         let change = RowChange {
             table: table.to_string(),
@@ -356,5 +374,5 @@ fn batch_rows(
         bytes += size(&ev);
         out.push((*pk, ev));
     }
-    out
+    (out, scanned)
 }

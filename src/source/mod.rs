@@ -22,6 +22,7 @@ pub mod phase;
 pub mod position_check;
 pub mod primary_position;
 pub mod proto;
+pub mod rule_filter;
 pub mod selection;
 pub mod table_schema;
 pub mod transport;

@@ -58,7 +58,10 @@ impl StreamSpec {
             );
         }
         let selection = Selection::parse(flags.keyspaces, flags.shards, flags.tables)?;
-        let rules = selection_rules(&selection, flags.rules);
+        let mut rules = selection_rules(&selection, flags.rules);
+        for rule in &mut rules {
+            rule.filter = crate::source::rule_filter::prepare(&rule.r#match, &rule.filter)?;
+        }
         Ok(StreamSpec {
             vtgate: flags.vtgate,
             selection,
@@ -194,7 +197,12 @@ pub fn selection_rules(selection: &Selection, rule_args: &[String]) -> Vec<Rule>
         // A rule applies in every keyspace of the stream, and vttablet refuses a plain table
         // name its keyspace lacks: name the tables by exact-match patterns instead (the
         // decoder keeps only the keyspaces' chosen tables).
-        Naming::Qualified => rules(&exact_patterns(&selection.bare_tables()), rule_args),
+        // A table a `--rule` names keeps only that rule (see `rules`).
+        Naming::Qualified => {
+            let mut bare = selection.bare_tables();
+            bare.retain(|t| !rules(&[], rule_args).iter().any(|r| &r.r#match == t));
+            rules(&exact_patterns(&bare), rule_args)
+        }
     }
 }
 
@@ -218,16 +226,24 @@ fn exact_patterns(tables: &[String]) -> Vec<String> {
 }
 
 /// Filter rules from `--tables a,b` and `--rule MATCH[=FILTER]`; none = every table.
+///
+/// vttablet plans a table by the first rule that matches it, so a table named both by
+/// `--tables` and by a `--rule` gets only the rule: its own plain rule first would stream
+/// the whole table and silently ignore the rule's filter.
 pub fn rules(tables: &[String], rule_args: &[String]) -> Vec<Rule> {
+    let user: Vec<Rule> = rule_args
+        .iter()
+        .map(|arg| {
+            let (m, f) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
+            table_rule(m, f)
+        })
+        .collect();
     let mut rules: Vec<Rule> = tables
         .iter()
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !user.iter().any(|r| &r.r#match == *t))
         .map(|t| table_rule(t, ""))
         .collect();
-    for arg in rule_args {
-        let (m, f) = arg.split_once('=').unwrap_or((arg.as_str(), ""));
-        rules.push(table_rule(m, f));
-    }
+    rules.extend(user);
     if rules.is_empty() {
         rules.push(table_rule("/.*", ""));
     }
@@ -258,6 +274,22 @@ mod tests {
         );
         assert_eq!(r[1].r#match, "t");
         assert_eq!(r[1].filter, "select id, name from t where x = 1");
+    }
+
+    #[test]
+    fn a_table_named_by_tables_and_by_a_rule_keeps_only_the_rules_filter() {
+        let rule = "t=select * from t where x = 1".to_string();
+        let r = rules(&["t".into(), "u".into()], std::slice::from_ref(&rule));
+        let matched: Vec<&str> = r.iter().map(|r| r.r#match.as_str()).collect();
+        assert_eq!(
+            matched,
+            ["u", "t"],
+            "vttablet plans a table by its first rule"
+        );
+        let several = Selection::parse(&["a,b".into()], &[], &["a.t".into(), "b.u".into()]);
+        let r = selection_rules(&several.unwrap(), &[rule]);
+        let matched: Vec<&str> = r.iter().map(|r| r.r#match.as_str()).collect();
+        assert_eq!(matched, ["/^u$", "t"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! several keyspaces in one mirror and key-range mirrors, tables added and copied again, a
 //! table the replicas' copy missed, TLS and
 //! static auth, planned and emergency reparents, vtgate restarts, copies cut into cycles,
-//! `wait` (read-your-writes).
+//! `wait` (read-your-writes), `--rule` row filters (rows moving into and out of a WHERE clause).
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
@@ -20,6 +20,7 @@ mod missing_table;
 mod online_ddl;
 mod refilter;
 mod reshard;
+mod row_filters;
 mod security;
 mod shards;
 mod table_copies;

@@ -90,17 +90,7 @@ async fn copy_with_concurrent_writes_converges_and_replication_follows() {
         h.model.apply_random_transactions(3);
     }
     h.model.apply_random_transactions(100);
-    let mut m = Mirror::default();
-    m.apply_all(&evs);
-    let model = h.model.clone();
-    read_until(&mut s, &mut evs, |e| {
-        let mut m = Mirror::default();
-        m.apply_all(e);
-        m.caught_up(&model)
-    })
-    .await;
-    let mut m = Mirror::default();
-    m.apply_all(&evs);
+    let m = read_until_caught_up(&mut s, &mut evs, &h.model).await;
     m.assert_equals_model(&h.model);
     assert_no_interleaving(&evs);
     // Replication events carry binlog timestamps and FIELD before the first ROW of a table.
@@ -191,14 +181,8 @@ async fn resume_with_gtid_and_no_table_p_ks_does_not_copy() {
     };
     let mut s = open(&mut h, request(vgtid, flags)).await;
     h.model.apply_random_transactions(5);
-    let model = h.model.clone();
     let mut evs = Vec::new();
-    read_until(&mut s, &mut evs, |e| {
-        let mut m = Mirror::default();
-        m.apply_all(e);
-        m.caught_up(&model)
-    })
-    .await;
+    read_until_caught_up(&mut s, &mut evs, &h.model).await;
     assert!(evs.iter().all(|e| ty(e) != VEventType::CopyCompleted));
     assert!(evs
         .iter()

@@ -5,6 +5,7 @@ mod errors_faults;
 mod execute;
 mod keyspaces;
 mod replication;
+mod row_filters;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -97,6 +98,24 @@ pub(super) async fn read_until(
         responses.push(resp);
     }
     responses
+}
+
+/// Reads until the events so far, applied to a fresh mirror, reach the model's positions;
+/// returns that mirror.
+pub(super) async fn read_until_caught_up(
+    s: &mut Streaming<VStreamResponse>,
+    events: &mut Vec<VEvent>,
+    model: &SharedModel,
+) -> Mirror {
+    read_until(s, events, |e| {
+        let mut m = Mirror::default();
+        m.apply_all(e);
+        m.caught_up(model)
+    })
+    .await;
+    let mut m = Mirror::default();
+    m.apply_all(events);
+    m
 }
 
 pub(super) fn fully_copied(evs: &[VEvent]) -> bool {

@@ -11,12 +11,16 @@ use super::*;
 
 /// A source table through vtgate: key columns → all values, as MySQL text.
 pub fn source_rows(conn: &mut mysql::Conn, table: &str, key_columns: usize) -> Rows {
+    let sql = format!("SELECT * FROM `{}`", table.replace('`', "``"));
+    query_rows(conn, &sql, key_columns)
+}
+
+/// The rows a SELECT of whole source rows returns (key columns first), as `source_rows`.
+pub fn query_rows(conn: &mut mysql::Conn, sql: &str, key_columns: usize) -> Rows {
     // Streamed (OLAP): vtgate refuses an OLTP result of more than 10,000 rows.
     conn.query_drop("SET workload = 'olap'")
         .expect("OLAP reads");
-    let rows: Vec<mysql::Row> = conn
-        .query(format!("SELECT * FROM `{}`", table.replace('`', "``")))
-        .expect("source table reads");
+    let rows: Vec<mysql::Row> = conn.query(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     conn.query_drop("SET workload = 'oltp'")
         .expect("back to OLTP");
     rows.into_iter()
