@@ -1,9 +1,8 @@
 //! The real-Vitess suite (`VTMIRROR_E2E=1`, clusters started by `scripts/vitess-local.sh`):
-//! seeds 000/001/002, reshard, types and value fidelity, DDL and online DDL, identifiers,
-//! several keyspaces in one mirror and key-range mirrors, tables added and copied again, a
-//! table the replicas' copy missed, TLS and
-//! static auth, planned and emergency reparents, vtgate restarts, copies cut into cycles,
-//! `wait` (read-your-writes).
+//! seeds 000/001/002, reshard, types and value fidelity, partial row images (NOBLOB), DDL and
+//! online DDL, identifiers, several keyspaces in one mirror and key-range mirrors, tables added
+//! and copied again, a table the replicas' copy missed, TLS and static auth, planned and
+//! emergency reparents, vtgate restarts, copies cut into cycles, `wait` (read-your-writes).
 //! Tests take the cluster one at a time (`support::vitess::cluster`).
 
 #[path = "../support/mod.rs"]
@@ -17,6 +16,7 @@ mod identifiers;
 mod keyspaces;
 mod missing_table;
 mod online_ddl;
+mod partial_images;
 mod reshard;
 mod security;
 mod shards;
