@@ -3,7 +3,12 @@
 #
 # Subcommands (see `usage` below or run with `help`):
 #   install        apt packages, a Debian sid root with MySQL 9.x, Vitess binaries (cached)
-#   up             vttestserver cluster (keyspaces commerce [1 shard] + things [-80,80-])
+#   up             vttestserver cluster (keyspaces commerce [1 shard] + things [-80,80-]);
+#                  VTMIRROR_BINLOG_ROW_IMAGE=NOBLOB (or MINIMAL) starts its mysqld with that
+#                  binlog_row_image (an extra my.cnf, vttestserver --extra-my-cnf). Without it,
+#                  tests get NOBLOB images from one session: `SET SESSION binlog_row_image =
+#                  'NOBLOB'` as vt_dba on VTTEST_MYSQLD_SOCKET (vtgate refuses the setting).
+#                  On a running cluster, `up` only refreshes the env file.
 #   up-reshard     small real cluster: etcd, vtctld, vtgate, keyspace customer shard 0
 #   reshard        customer: 0 -> -80,80- (Reshard create, wait for copy, SwitchTraffic)
 #   remove-shard0  Reshard complete, stop shard 0 tablets, DeleteShards customer/0
@@ -29,7 +34,9 @@
 #   VITESS_VERSION, MYSQL_VERSION, VTMIRROR_MYSQL_CLIENT (wrapper: the root's mysql client,
 #   needs root), VTMIRROR_VTCTLDCLIENT (wrapper: vtctldclient --server <reshard vtctld>);
 #   while `up` runs: VTGATE_GRPC, VTGATE_MYSQL, VTGATE_MYSQL_HOST, VTGATE_MYSQL_PORT,
-#   VTGATE_HTTP, VTTEST_MYSQLD_PORT, VTTEST_KEYSPACES, VTTEST_CELL, VTTEST_TABLET_TYPES;
+#   VTGATE_HTTP, VTTEST_MYSQLD_PORT, VTTEST_MYSQLD_SOCKET (the mysqld's socket seen from the
+#   host; user vt_dba, no password), VTTEST_BINLOG_ROW_IMAGE, VTTEST_KEYSPACES, VTTEST_CELL,
+#   VTTEST_TABLET_TYPES;
 #   while `up-reshard` runs: RESHARD_VTGATE_GRPC, RESHARD_VTGATE_MYSQL, RESHARD_VTGATE_MYSQL_HOST,
 #   RESHARD_VTGATE_MYSQL_PORT, RESHARD_VTCTLD_GRPC, RESHARD_ETCD, RESHARD_CELL, RESHARD_KEYSPACE,
 #   RESHARD_SHARDS (0 | 0,-80,80- | -80,80-), RESHARD_TABLET_TYPES.
@@ -80,6 +87,7 @@ FIXTURES="$SCRIPT_DIR/vitess"
 VTTEST_KEYSPACES="commerce,things"
 VTTEST_NUM_SHARDS="1,2"
 VTTEST_DATA_IN=/vt/vttest
+VTTEST_ROW_IMAGE="${VTMIRROR_BINLOG_ROW_IMAGE:-FULL}"   # the mysqld's binlog_row_image (up)
 VTTEST_SCHEMA_IN=/vt/vttest-schema
 
 # The reshard cluster.

@@ -61,7 +61,9 @@
 //!    prefix of the stream (`mirror::apply::Writer::commit`), whatever number of keyspaces
 //!    it holds (one VGtid names every shard of every keyspace: `source::selection`).
 //! 2. Every apply is idempotent by primary key: upsert, delete-if-exists, a key change is a
-//!    delete of the old key plus an upsert (`source::decode::decode_change`).
+//!    delete of the old key plus an upsert (`source::decode::decode_change`); a partial row
+//!    image (NOBLOB) is merged into the row held for its key, then upserted
+//!    (`mirror::versions::merge`).
 //! 3. The checkpoint is the VGtid stored whole and opaque, `table_p_ks` included; resuming an
 //!    unfinished copy never skips a table (`mirror::checkpoint::resume_position`).
 //! 4. A source transaction is never split across two SQLite commits: commits happen only at

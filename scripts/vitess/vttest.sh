@@ -16,10 +16,41 @@ VTGATE_MYSQL_HOST=$HOST
 VTGATE_MYSQL_PORT=$((VTTEST_PORT + 3))
 VTGATE_HTTP=$HOST:$VTTEST_PORT
 VTTEST_MYSQLD_PORT=$((VTTEST_PORT + 2))
+VTTEST_MYSQLD_SOCKET=$ROOTFS$VTTEST_DATA_IN/vt_0000000001/mysql.sock
+VTTEST_BINLOG_ROW_IMAGE=$(vttest_row_image)
 VTTEST_KEYSPACES=$VTTEST_KEYSPACES
 VTTEST_CELL=test
 VTTEST_TABLET_TYPES=primary,replica$( ((VTTEST_RDONLY > 0)) && echo ",rdonly")
 EOF
+}
+
+# The running mysqld's global binlog_row_image (as `up` started it; the opt-in below), or the
+# one the next `up` would give it.
+vttest_row_image() {
+  local image
+  image=$(mysql_socket_q "select @@global.binlog_row_image" 2>/dev/null || true)
+  echo "${image:-$VTTEST_ROW_IMAGE}"
+}
+
+# A statement as vt_dba on the vttestserver mysqld's socket (inside the root).
+mysql_socket_q() {
+  chroot "$ROOTFS" /usr/bin/mysql --no-defaults -S "$VTTEST_DATA_IN/vt_0000000001/mysql.sock" \
+    -u vt_dba -N -B -e "$1"
+}
+
+# `VTMIRROR_BINLOG_ROW_IMAGE=NOBLOB up`: the mysqld logs partial row images (MINIMAL too, for
+# tests of what vtmirror refuses); vttestserver adds the file to its my.cnf (--extra-my-cnf).
+# Prints the vttestserver flag, nothing for FULL.
+vttest_row_image_flag() {
+  case "$VTTEST_ROW_IMAGE" in
+    FULL) return 0 ;;
+    NOBLOB | MINIMAL) ;;
+    *) die "VTMIRROR_BINLOG_ROW_IMAGE must be FULL, NOBLOB or MINIMAL, not $VTTEST_ROW_IMAGE" ;;
+  esac
+  local cnf="$VTTEST_SCHEMA_IN.row-image.cnf"
+  printf '[mysqld]\nbinlog_row_image = %s\n' "$VTTEST_ROW_IMAGE" >"$ROOTFS$cnf"
+  chroot "$ROOTFS" chown "$RUN_USER:$RUN_USER" "$cnf"
+  echo "--extra-my-cnf=$cnf"
 }
 
 vttest_serving() {
@@ -52,7 +83,9 @@ cmd_up() {
   need_root; check_installed
   mkdir -p "$STATE/logs"
   if vttest_running; then
-    log "vttestserver cluster already running"
+    log "vttestserver cluster already running (env file refreshed)"
+    vttest_env >"$STATE/vttest.env"
+    write_env
     vttest_env; return 0
   fi
   local t0; t0=$(now)
@@ -68,6 +101,7 @@ cmd_up() {
   cp -r "$FIXTURES/vttest" "$ROOTFS$VTTEST_SCHEMA_IN"
   mkdir -p "$data"
   chroot "$ROOTFS" chown -R "$RUN_USER:$RUN_USER" "$VTTEST_DATA_IN" "$VTTEST_SCHEMA_IN"
+  local row_image; row_image=$(vttest_row_image_flag)
   start_daemon vttestserver "$STATE/logs/vttestserver.log" "${ROOT_CMD[@]}" VTDATAROOT="$VTTEST_DATA_IN" \
     vttestserver \
     --port "$VTTEST_PORT" \
@@ -82,7 +116,7 @@ cmd_up() {
     --vtcombo-bind-host "$HOST" \
     --grpc-bind-address "$HOST" \
     --tablet-hostname "$HOST" \
-    --log-format text
+    --log-format text ${row_image:+"$row_image"}
   local pid; pid=$(cat "$STATE/pids/vttestserver.pid")
   local start; start=$(date +%s)
   until vttest_serving 2>/dev/null; do

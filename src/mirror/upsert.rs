@@ -10,7 +10,7 @@ pub const ROWS_PER_STATEMENT: usize = 32;
 
 pub fn change_values(change: &Change) -> &[crate::source::value::Value] {
     match change {
-        Change::Upsert(values) | Change::Delete(values) => values,
+        Change::Upsert(values) | Change::Delete(values) | Change::Merge { values, .. } => values,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::mirror::schema::{quote, RowSql};
 use crate::source::value::Value;
 
 pub mod held_twice;
+mod merge;
 
 /// Whether any version waits aside (checked once per SQLite transaction: the fast paths skip
 /// every look-up while none does).
@@ -118,8 +119,8 @@ impl ShardRows<'_> {
             .with_context(|| format!("reading which shard holds a row of table {table}"))
     }
 
-    /// Moves the table's row for `key` into `_vtmirror_displaced` under its owner.
-    fn set_aside(&self, key: &[&Value]) -> Result<()> {
+    /// The table's whole row for `key` (owner included) with its column names; None if absent.
+    fn whole_row<K: ToSql>(&self, key: &[K]) -> Result<Option<(Vec<String>, Vec<SqlValue>)>> {
         let table = self.table;
         let mut stmt = self.conn.prepare_cached(&self.sql.row)?;
         let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
@@ -128,8 +129,16 @@ impl ShardRows<'_> {
                 (0..names.len()).map(|i| r.get(i)).collect()
             })
             .optional()
-            .with_context(|| format!("reading a row of table {table} to keep aside"))?;
-        let Some(row) = row else { return Ok(()) };
+            .with_context(|| format!("reading a row of table {table}"))?;
+        Ok(row.map(|row| (names, row)))
+    }
+
+    /// Moves the table's row for `key` into `_vtmirror_displaced` under its owner.
+    fn set_aside(&self, key: &[&Value]) -> Result<()> {
+        let table = self.table;
+        let Some((names, row)) = self.whole_row(key)? else {
+            return Ok(());
+        };
         let mut owner = String::new();
         let mut columns = serde_json::Map::new();
         for (name, value) in names.iter().zip(&row) {

@@ -3,6 +3,43 @@
 //! Pure and total: every wire fact is validated (event order, value counts, lengths) and a
 //! violation is an error naming the table, never a panic. Values are converted to SQLite
 //! values here, on the async side, so the writer thread only binds and executes.
+//!
+//! # Partial row images
+//! What vttablet sends when the source's `binlog_row_image` is not FULL, as its vstreamer
+//! (`go/vt/vttablet/tabletserver/vstreamer/vstreamer.go`, `processRowEvent` and `getValues`)
+//! builds it:
+//! - Every image carries a value for every column of the FIELD event; a column the binlog
+//!   left out comes as NULL. Only the *after* image says which columns are real: its
+//!   `RowChange.data_columns` is the binlog's column bitmap (`count` = the table's column
+//!   count, `cols` one bit per column in table order, least significant bit first within each
+//!   byte, as MySQL writes it; Vitess's own applier reads it the same way, `isBitSet` in
+//!   `vreplication/table_plan_partial.go`). It is set only when that image is partial (or
+//!   when partial JSON values are present), and only while the tablet allows NOBLOB images
+//!   (`--vreplication-experimental-flags` bit 2, on by default); otherwise vttablet itself
+//!   stops the stream with "partial row image encountered".
+//! - The *before* image has no bitmap: its missing columns are indistinguishable from NULLs.
+//!   MySQL always logs the primary key in it (NOBLOB leaves out only BLOB/TEXT columns that
+//!   are not needed to find the row; MINIMAL keeps only the key), so the before image is
+//!   used for the key and nothing else.
+//! - An insert's image is partial too when the INSERT did not name every column: MySQL logs
+//!   the columns in the statement's write set (under NOBLOB every non-BLOB/TEXT column plus the
+//!   BLOB/TEXT columns it named; under MINIMAL only the named ones), and the bitmap says so.
+//!   The absent columns hold their defaults, which no event carries (Vitess's own applier can
+//!   insert only the present columns because its target table has the same defaults), so a
+//!   partial insert is a definite error naming the absent columns.
+//! - `json_partial_values` marks JSON columns logged as a diff
+//!   (`binlog_row_value_options=PARTIAL_JSON`); Vitess's applier rebuilds them by running the
+//!   diff in MySQL (`replicator_plan.go`, `applyChange`).
+//!
+//! So: a partial update becomes [`Change::Merge`], the present columns set on the row the
+//! mirror holds for the before image's key. That is exact, not a guess, because the mirror
+//! holds every column of that row as of the change before (the stream is applied in order
+//! from a consistent copy), and a column the binlog left out is one the statement did not
+//! change. An update with no bitmap, or one whose bitmap marks every column, is a full image.
+//! A partial delete deletes by key. What the mirror cannot complete exactly is a definite
+//! error naming the table and its key columns: a partial insert, partial JSON values, a
+//! bitmap that does not fit the FIELD event, a before image without its key (and, in the
+//! writer, a merge for a row the mirror does not hold).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,6 +49,7 @@ use anyhow::{bail, Context, Result};
 use crate::source::ddl_statement::is_internal;
 use crate::source::naming::Naming;
 use crate::source::position_check::PositionCheck;
+use crate::source::proto::binlogdata::row_change::Bitmap;
 use crate::source::proto::binlogdata::{FieldEvent, VEventType, VGtid};
 use crate::source::proto::query::Row;
 use crate::source::proto::vstream_events::{Event, RowChange, RowEvent};
@@ -37,6 +75,15 @@ pub enum Change {
     Upsert(Vec<Value>),
     /// Primary key values, in key order.
     Delete(Vec<Value>),
+    /// A partial after image (`binlog_row_image` NOBLOB or MINIMAL at the source): the
+    /// `present` columns of `values` (shard schema order; absent ones are NULL placeholders)
+    /// set on the row held for `key` (the before image's key, in key order). A key column
+    /// among them moves the merged row to its new key (`mirror::versions::merge`).
+    Merge {
+        key: Vec<Value>,
+        values: Vec<Value>,
+        present: Vec<bool>,
+    },
 }
 
 /// How a transaction ended.
@@ -368,24 +415,88 @@ fn name<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
 }
 
 fn decode_change(schema: &TableSchema, change: RowChange, out: &mut Vec<Change>) -> Result<()> {
-    if change.data_columns.is_some() || change.json_partial_values.is_some() {
-        bail!("partial row image: set binlog_row_image=FULL and leave binlog_row_value_options empty on the source");
+    if change.json_partial_values.as_ref().is_some_and(|b| b.count != 0) {
+        bail!(
+            "partial JSON values (binlog_row_value_options=PARTIAL_JSON on the source) carry JSON \
+             diffs the mirror cannot apply exactly; leave binlog_row_value_options empty on the \
+             source"
+        );
     }
+    let present = (change.data_columns.as_ref())
+        .map(|bitmap| present_columns(schema, bitmap))
+        .transpose()?
+        // A bitmap marking every column describes a full image.
+        .filter(|present| present.contains(&false));
     let before = change.before.map(|r| row_values(schema, &r)).transpose()?;
     let after = change.after.map(|r| row_values(schema, &r)).transpose()?;
-    match (before, after) {
-        (None, Some(after)) => out.push(Change::Upsert(after)),
-        (Some(before), None) => out.push(Change::Delete(pk_of(schema, before))),
-        (Some(before), Some(after)) => {
+    match (before, after, present) {
+        (_, Some(_), Some(present)) if present.iter().all(|p| !p) => {
+            bail!("a partial row image of the key's row carries no column at all")
+        }
+        (None, Some(_), Some(present)) => {
+            let absent = (schema.columns.iter().zip(&present))
+                .filter(|(_, &p)| !p)
+                .map(|(c, _)| c.name.as_str());
+            bail!(
+                "an insert's row image leaves out columns {} (binlog_row_image NOBLOB logs an \
+                 INSERT's BLOB and TEXT columns only when it names them, MINIMAL only the named \
+                 columns): they hold their defaults, which the stream does not carry, so the row \
+                 of key ({}) cannot be completed; name every column in INSERTs or set \
+                 binlog_row_image=FULL on the source",
+                absent.collect::<Vec<_>>().join(", "),
+                schema.pk_names().join(", ")
+            )
+        }
+        (Some(before), Some(values), Some(present)) => {
+            let key = pk_of(schema, before);
+            if key.iter().any(|v| matches!(v, Value::Null)) {
+                bail!(
+                    "the before image of a partial update lacks the key ({}), so the key's row \
+                     cannot be found",
+                    schema.pk_names().join(", ")
+                );
+            }
+            out.push(Change::Merge {
+                key,
+                values,
+                present,
+            });
+        }
+        (None, Some(after), None) => out.push(Change::Upsert(after)),
+        (Some(before), None, _) => out.push(Change::Delete(pk_of(schema, before))),
+        (Some(before), Some(after), None) => {
             let old_pk = pk_of(schema, before);
             if old_pk != pk_of_ref(schema, &after) {
                 out.push(Change::Delete(old_pk));
             }
             out.push(Change::Upsert(after));
         }
-        (None, None) => bail!("row change has neither before nor after image"),
+        (None, None, _) => bail!("row change has neither before nor after image"),
     }
     Ok(())
+}
+
+/// Which columns a partial image carries: `data_columns` read as MySQL writes a column
+/// bitmap (bit `i % 8` of byte `i / 8` for column `i`). A bitmap that does not fit the FIELD
+/// event is an error, never a guess.
+fn present_columns(schema: &TableSchema, bitmap: &Bitmap) -> Result<Vec<bool>> {
+    let columns = schema.columns.len();
+    if usize::try_from(bitmap.count).ok() != Some(columns) {
+        bail!(
+            "a partial row image's column bitmap counts {} columns but the FIELD event declared \
+             {columns}",
+            bitmap.count
+        );
+    }
+    if bitmap.cols.len() < columns.div_ceil(8) {
+        bail!(
+            "a partial row image's column bitmap holds {} bytes, too few for {columns} columns",
+            bitmap.cols.len()
+        );
+    }
+    Ok((0..columns)
+        .map(|i| bitmap.cols[i / 8] & (1 << (i % 8)) != 0)
+        .collect())
 }
 
 fn pk_of(schema: &TableSchema, mut row: Vec<Value>) -> Vec<Value> {

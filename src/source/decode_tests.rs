@@ -1,4 +1,5 @@
 use super::*;
+use crate::source::proto::binlogdata::row_change::Bitmap;
 use crate::source::proto::binlogdata::{FieldEvent, RowChange, RowEvent, ShardGtid, VEvent, VGtid};
 use crate::source::proto::query::Field;
 use crate::source::selection::Selection;
@@ -308,14 +309,115 @@ fn a_vgtid_before_a_transactions_rows_does_not_stand_in_for_its_own() {
     assert_eq!(gtid.as_deref(), Some("MySQL56/a:1-6"));
 }
 
-#[test]
-fn partial_row_images_are_refused_with_advice() {
-    let mut e = row_event(None, Some(row(&[Some("1"), None])));
+/// A row change with a `data_columns` bitmap of `count` columns (bytes `cols`).
+fn partial(before: Option<Row>, after: Option<Row>, count: i64, cols: &[u8]) -> VEvent {
+    let mut e = row_event(before, after);
     if let Some(re) = e.row_event.as_mut() {
-        re.row_changes[0].data_columns = Some(Default::default());
+        re.row_changes[0].data_columns = Some(Bitmap {
+            count,
+            cols: cols.to_vec(),
+        });
     }
-    let msg = decode_error(vec![ev(VEventType::Begin), field_event(), e]);
-    assert!(msg.contains("binlog_row_image=FULL"), "{msg}");
+    e
+}
+
+fn three_column_field_event() -> VEvent {
+    let mut e = field_event();
+    if let Some(fe) = e.field_event.as_mut() {
+        fe.fields.push(field("b", 10262, 0));
+    }
+    e
+}
+
+#[test]
+fn column_bitmaps_are_read_least_significant_bit_first_as_mysql_writes_them() {
+    let schema = |n: usize| {
+        let fields: Vec<Field> = (0..n)
+            .map(|i| field(&format!("c{i}"), 265, if i == 0 { 2 } else { 0 }))
+            .collect();
+        TableSchema::from_fields("t", &fields, true).unwrap()
+    };
+    let bitmap = |count: i64, cols: &[u8]| Bitmap {
+        count,
+        cols: cols.to_vec(),
+    };
+    let present = present_columns(&schema(3), &bitmap(3, &[0b101])).unwrap();
+    assert_eq!(present, vec![true, false, true]);
+    // Column 8 is bit 0 of the second byte; bits past the count are ignored.
+    let present = present_columns(&schema(10), &bitmap(10, &[0b0000_0011, 0b1111_1101])).unwrap();
+    let want = [true, true, false, false, false, false, false, false, true, false];
+    assert_eq!(present, want);
+}
+
+#[test]
+fn a_partial_update_becomes_a_merge_of_the_present_columns_on_the_before_images_key() {
+    let steps = run(vec![
+        ev(VEventType::Begin),
+        three_column_field_event(),
+        // NOBLOB: the unchanged blob is left out of both images (NULL, and bit 2 clear).
+        partial(
+            Some(row(&[Some("7"), Some("old"), None])),
+            Some(row(&[Some("7"), Some("new"), None])),
+            3,
+            &[0b011],
+        ),
+        // A bitmap marking every column is a full image.
+        partial(
+            Some(row(&[Some("7"), Some("new"), None])),
+            Some(row(&[Some("7"), Some("x"), Some("b")])),
+            3,
+            &[0b111],
+        ),
+        // A delete's before image deletes by key.
+        partial(Some(row(&[Some("7"), None, None])), None, 3, &[0b001]),
+    ])
+    .unwrap();
+    assert_eq!(
+        changes(&steps),
+        vec![
+            Change::Merge {
+                key: vec![Value::Integer(7)],
+                values: vec![Value::Integer(7), Value::text("new"), Value::Null],
+                present: vec![true, true, false],
+            },
+            Change::Upsert(vec![Value::Integer(7), Value::text("x"), Value::blob("b")]),
+            Change::Delete(vec![Value::Integer(7)]),
+        ]
+    );
+}
+
+#[test]
+fn images_the_mirror_cannot_complete_are_definite_errors_naming_table_and_key() {
+    let begin = || vec![ev(VEventType::Begin), three_column_field_event()];
+    let with = |e: VEvent| begin().into_iter().chain([e]).collect::<Vec<_>>();
+    let full = || Some(row(&[Some("1"), Some("a"), None]));
+    // A partial insert (an INSERT that did not name the blob).
+    let msg = decode_error(with(partial(None, full(), 3, &[0b011])));
+    assert!(msg.contains("insert") && msg.contains("key (id)"), "{msg}");
+    assert!(msg.contains("leaves out columns b "), "{msg}");
+    assert!(msg.contains("table t"), "{msg}");
+    // A before image without its key.
+    let keyless = Some(row(&[None, Some("a"), None]));
+    let msg = decode_error(with(partial(keyless, full(), 3, &[0b011])));
+    assert!(msg.contains("lacks the key (id)"), "{msg}");
+    // Bitmaps that do not fit the FIELD event: never a panic.
+    for (count, cols) in [(2, &[0b11][..]), (3, &[][..]), (-1, &[0xff][..]), (9, &[0xff][..])] {
+        let msg = decode_error(with(partial(full(), full(), count, cols)));
+        assert!(msg.contains("bitmap"), "{count} {cols:?}: {msg}");
+    }
+    // No column at all.
+    let msg = decode_error(with(partial(full(), full(), 3, &[0])));
+    assert!(msg.contains("carries no column"), "{msg}");
+    // Partial JSON values have their own message.
+    let mut e = partial(full(), full(), 3, &[0b111]);
+    if let Some(re) = e.row_event.as_mut() {
+        re.row_changes[0].json_partial_values = Some(Bitmap {
+            count: 1,
+            cols: vec![1],
+        });
+    }
+    let msg = decode_error(with(e));
+    assert!(msg.contains("PARTIAL_JSON"), "{msg}");
 }
 
 #[test]
@@ -404,7 +506,7 @@ fn consecutive_row_events_of_one_table_become_one_step_in_stream_order() {
     let ids: Vec<Value> = changes(&steps)
         .into_iter()
         .map(|c| match c {
-            Change::Upsert(v) | Change::Delete(v) => v[0].clone(),
+            Change::Upsert(v) | Change::Delete(v) | Change::Merge { values: v, .. } => v[0].clone(),
         })
         .collect();
     let expected: Vec<Value> = [1, 2, 3, 4, 5].map(Value::Integer).into();

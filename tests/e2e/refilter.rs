@@ -1,5 +1,5 @@
 //! A rule's row filter changed on an existing mirror, on real Vitess (vttestserver, keyspace
-//! `things`, -80 and 80-): the rows the mirror holds were chosen by the old filter, so the
+//! `commerce`): the rows the mirror holds were chosen by the old filter, so the
 //! table is copied again under the new one (`sync::tables`, a table copy swapped in whole)
 //! instead of keeping rows the new filter drops and never receiving rows it adds (until a write
 //! touched them). Widened, narrowed and widened again, the mirror each time holds exactly the
@@ -28,7 +28,7 @@ fn sync_with_limit(grpc: &str, db: &Path, limit: i64) {
     let rule = format!("rf_rows=select * from rf_rows where v < {limit}");
     let (ok, log) = sync_until_caught_up(
         grpc,
-        "things",
+        "commerce",
         db,
         &["--rule", &rule, "--tablet-type", "primary"],
     );
@@ -40,8 +40,8 @@ fn a_changed_row_filter_copies_the_table_again_and_the_mirror_holds_what_the_new
     let Some(c) = crate::support::vitess::cluster("") else {
         return;
     };
-    let _cleanup = Cleanup::new(&c).then("things", "DROP TABLE IF EXISTS rf_rows");
-    let mut conn = c.sql("things");
+    let _cleanup = Cleanup::new(&c).then("commerce", "DROP TABLE IF EXISTS rf_rows");
+    let mut conn = c.sql("commerce");
     run_sql(
         &mut conn,
         &[

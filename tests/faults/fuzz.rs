@@ -133,6 +133,7 @@ fn check_rows(steps: &[Step]) -> Result<(), TestCaseError> {
             let (have, want) = match change {
                 Change::Upsert(values) => (values.len(), table.columns.len()),
                 Change::Delete(key) => (key.len(), table.pk.len()),
+                Change::Merge { values, .. } => (values.len(), table.columns.len()),
             };
             prop_assert_eq!(have, want, "accepted row with the wrong column count");
         }

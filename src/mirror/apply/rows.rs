@@ -122,7 +122,7 @@ impl Writer {
     /// Applies row changes in order, each to the version of its key this shard holds
     /// (`mirror::versions`): runs of upserts go `ROWS_PER_STATEMENT` rows per statement
     /// (rows that met another shard's version are then resolved one by one), the rest one
-    /// by one; deletes one by one.
+    /// by one; deletes and merges of partial images (`mirror::versions::merge`) one by one.
     pub(super) fn apply_rows(
         &mut self,
         schema: &Arc<ShardSchema>,
@@ -154,6 +154,17 @@ impl Writer {
                 .count();
             let applied = match (first, multi.as_mut()) {
                 (Change::Delete(key), _) => shard_rows.delete(key, aside).map(|()| 1),
+                (
+                    Change::Merge {
+                        key,
+                        values,
+                        present,
+                    },
+                    _,
+                ) => (shard_rows.merge(&schema.schema, key, values, present, aside)).map(|moved| {
+                    aside |= moved;
+                    1
+                }),
                 (Change::Upsert(_), Some(multi)) if upserts >= ROWS_PER_STATEMENT => {
                     let run = &rest[..ROWS_PER_STATEMENT];
                     let values = run.iter().flat_map(|c| row_params(c, &owner));

@@ -61,6 +61,8 @@ fn schema(shard: &str, table: &str) -> Arc<ShardSchema> {
 enum Event {
     Upsert(i64, String),
     Delete(i64),
+    /// Partial images in one transaction: (key, new key, `v` if the image carries it).
+    Merge(Vec<(i64, i64, Option<&'static str>)>),
     Truncate,
     Drop,
     Create,
@@ -90,6 +92,15 @@ impl Mirrored {
                 Value::text(v),
             ])]),
             Event::Delete(id) => rows(vec![Change::Delete(vec![Value::Integer(id)])]),
+            Event::Merge(merges) => rows(
+                (merges.into_iter())
+                    .map(|(key, id, v)| Change::Merge {
+                        key: vec![Value::Integer(key)],
+                        values: vec![Value::Integer(id), v.map_or(Value::Null, Value::text)],
+                        present: vec![true, v.is_some()],
+                    })
+                    .collect(),
+            ),
             Event::Truncate => ddl(SourceDdl::Truncate(table.into())),
             Event::Drop => ddl(SourceDdl::DropTables(vec![table.into()])),
             Event::Rename(from, to) => ddl(SourceDdl::RenameTables(vec![(from.into(), to.into())])),
@@ -221,6 +232,61 @@ fn rows_a_parent_shard_wrote_belong_to_its_children_after_a_reshard() {
         m.rows("t"),
         BTreeMap::from([(2, "updated by 40-80".into())])
     );
+}
+
+fn merge(key: i64, id: i64, v: Option<&'static str>) -> Event {
+    Event::Merge(vec![(key, id, v)])
+}
+
+#[test]
+fn a_partial_image_sets_its_columns_and_keeps_the_absent_ones_of_the_held_row() {
+    let mut m = mirror();
+    m.apply("-80", "t", upsert(1, "a"));
+    m.apply("-80", "t", merge(1, 1, None));
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "a".into())]));
+    m.apply("-80", "t", merge(1, 1, Some("b")));
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "b".into())]));
+    // Applied again (a replay): the same row.
+    m.apply("-80", "t", merge(1, 1, Some("b")));
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "b".into())]));
+    // A key change in a partial image moves the completed row to its new key.
+    m.apply("-80", "t", merge(1, 2, None));
+    assert_eq!(m.rows("t"), BTreeMap::from([(2, "b".into())]));
+}
+
+#[test]
+fn a_partial_image_of_a_row_the_mirror_does_not_hold_stops_with_nothing_of_it_applied() {
+    let mut m = mirror();
+    m.apply("-80", "t", upsert(1, "secret"));
+    let err = (m.try_apply("-80", "t", Event::Merge(vec![(1, 1, Some("b")), (9, 9, None)])))
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("table t") && msg.contains("key id"), "{msg}");
+    assert!(!msg.contains("secret") && !msg.contains('9'), "no row value: {msg}");
+    assert_eq!(crate::error::classify(&err), crate::error::Class::Definite);
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "secret".into())]));
+    // Another shard's row is not this shard's to complete.
+    assert!(m.try_apply("80-", "t", merge(1, 1, Some("b"))).is_err());
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "secret".into())]));
+}
+
+#[test]
+fn a_partial_image_completes_its_shards_version_of_a_row_in_mid_move() {
+    let mut m = mirror();
+    m.apply("-80", "t", upsert(1, "on -80"));
+    m.apply("80-", "t", upsert(1, "moved to 80-"));
+    // -80's later changes (before its DELETE of the move) reach the stream after 80-'s
+    // insert: they complete -80's version kept aside, never 80-'s row.
+    m.apply("-80", "t", merge(1, 1, None));
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "on -80".into())]));
+    m.apply("-80", "t", merge(1, 1, Some("updated on -80")));
+    m.apply("-80", "t", Event::Delete(1));
+    assert_eq!(m.rows("t"), BTreeMap::from([(1, "moved to 80-".into())]));
+    // A child shard completes the row its parent wrote before a reshard.
+    m.apply("80-", "t", upsert(2, "by 80-"));
+    m.apply("c0-", "t", merge(2, 2, None));
+    m.apply("c0-", "t", merge(2, 2, Some("by c0-")));
+    assert_eq!(m.rows("t")[&2], "by c0-");
 }
 
 /// Source transactions of two shards: rows moving between shards as DELETE on one and
