@@ -209,17 +209,32 @@ async fn following_a_mirror_without_a_change_log_is_an_error_that_says_how_to_st
     assert!(err.contains("--changes"), "{err}");
 }
 
-/// `target/<profile>/examples/embed`, built by `cargo test --all-targets` (or `cargo build
-/// --release --example embed`).
+/// The example's binary: `target/<profile>/examples/embed` after `cargo build --example
+/// embed`, or the newest `embed-<hash>` that `cargo test --all-targets` builds beside it.
 fn embed_example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let example = profile_dir.join("examples").join("embed");
-    assert!(
-        example.exists(),
-        "{} is missing: build it with `cargo build --release --example embed`",
-        example.display()
-    );
+    let examples = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples");
+    let built = std::fs::read_dir(&examples).into_iter().flatten().flatten();
+    let newest = built
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hashed = name
+                .strip_prefix("embed-")
+                .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            name == "embed" || hashed
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max();
+    let Some((_, example)) = newest else {
+        panic!(
+            "no embed example under {}: build it with `cargo build --release --example embed`",
+            examples.display()
+        );
+    };
     example
 }
 
