@@ -32,6 +32,9 @@ fi
 # use: it must appear nowhere (not in logs, output or assertion messages).
 log=target/test-output.log
 mkdir -p target
+# tests/sim/embed.rs runs examples/embed as a process: `cargo test` builds examples only as
+# test harnesses, so the example binary is built first.
+cargo build --release --example embed
 cargo test --release --all-targets -- --nocapture 2>&1 | tee "$log"
 canary='canary-7f3e-not-a-real-password'
 hits=$(grep -c -- "$canary" "$log" || true)

@@ -210,7 +210,8 @@ async fn following_a_mirror_without_a_change_log_is_an_error_that_says_how_to_st
 }
 
 /// The example's binary: `target/<profile>/examples/embed` after `cargo build --example
-/// embed`, or the newest `embed-<hash>` that `cargo test --all-targets` builds beside it.
+/// embed`, or the newest `embed-<hash>` that `cargo test --all-targets` builds beside it (not
+/// the test harness it also builds).
 fn embed_example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let examples = exe
@@ -226,6 +227,12 @@ fn embed_example() -> PathBuf {
                 .strip_prefix("embed-")
                 .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
             name == "embed" || hashed
+        })
+        // `cargo test --all-targets` also builds the example as a test harness: keep the
+        // binary whose help names the example's flags.
+        .filter(|e| {
+            let help = Command::new(e.path()).arg("--help").output();
+            help.is_ok_and(|h| String::from_utf8_lossy(&h.stdout).contains("--vtgate"))
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .max();
