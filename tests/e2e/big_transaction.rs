@@ -60,16 +60,24 @@ fn watch_whole(db: std::path::PathBuf, stop: Arc<AtomicBool>) -> std::thread::Jo
     })
 }
 
-/// A process's peak resident set (VmHWM), in MB; None once it has ended.
-fn peak_rss_mb(pid: u32) -> Option<u64> {
+/// A `/proc/PID/status` memory figure (`VmHWM`, `VmRSS`) in MB; None once the process ended.
+fn status_mb(pid: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    kb.trim()
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kb = kb
+        .trim()
         .trim_end_matches("kB")
         .trim()
         .parse::<u64>()
-        .ok()
-        .map(|kb| kb / 1024)
+        .ok()?;
+    Some(kb / 1024)
+}
+
+/// A process's peak resident set (VmHWM), in MB; None once it has ended.
+fn peak_rss_mb(pid: u32) -> Option<u64> {
+    status_mb(&pid.to_string(), "VmHWM")
 }
 
 /// vttestserver's vtcombo (vtgate and vttablets in one process): its current RSS in MB, for
@@ -79,19 +87,8 @@ fn vtcombo_rss_mb() -> Option<u64> {
         .args(["-f", "bin/vtcombo"])
         .output()
         .ok()?;
-    let pid = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .to_string();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    kb.trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|kb| kb / 1024)
+    let listed = String::from_utf8_lossy(&out.stdout);
+    status_mb(listed.lines().next()?.trim(), "VmRSS")
 }
 
 fn seed(conn: &mut mysql::Conn) {
